@@ -1,0 +1,10 @@
+"""Celery tasks of the program core: thin, idempotent, each calling one service."""
+
+from celery import shared_task
+
+from . import services
+
+
+@shared_task(name="loyalty.tasks.record_heartbeat")
+def record_heartbeat() -> int:
+    return services.record_heartbeat().pk
