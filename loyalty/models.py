@@ -480,3 +480,27 @@ class JobRun(models.Model):
 
     def __str__(self):
         return f"{self.name} @ {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a POST made with an Idempotency-Key, kept to answer retries.
+
+    Claimed in the same transaction as the writes it protects: if they roll back, so does it.
+    """
+
+    api_key = models.ForeignKey(StoreAPIKey, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=8)
+    path = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("idempotency record")
+        verbose_name_plural = _("idempotency records")
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_key_unique"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="idempotency_created")]

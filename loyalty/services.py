@@ -33,3 +33,18 @@ def record_heartbeat() -> JobRun:
         ).delete()
         run.summary = {"pruned_heartbeats": pruned}
     return run
+
+
+def prune_idempotency_records() -> int:
+    """Forget Idempotency-Key answers older than IDEMPOTENCY_KEEP_HOURS (at least 24 hours)."""
+    from django.conf import settings
+
+    from .models import IdempotencyRecord
+
+    hours = max(24, settings.IDEMPOTENCY_KEEP_HOURS)
+    with record_job_run("prune-idempotency-records") as run:
+        deleted, _ = IdempotencyRecord.objects.filter(
+            created_at__lt=timezone.now() - timedelta(hours=hours)
+        ).delete()
+        run.summary = {"deleted": deleted, "kept_hours": hours}
+    return deleted

@@ -162,6 +162,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "loyalty.tasks.record_heartbeat",
         "schedule": timedelta(seconds=env.int("HEARTBEAT_SECONDS", default=300)),
     },
+    "prune-idempotency-records": {
+        "task": "loyalty.tasks.prune_idempotency_records",
+        "schedule": timedelta(hours=1),
+    },
 }
 
 # Authentication -------------------------------------------------------------------------------
@@ -187,7 +191,7 @@ USE_TZ = True
 
 # Static files ---------------------------------------------------------------------------------
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(VAR_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "media/"
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
@@ -255,3 +259,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# POS API limits -------------------------------------------------------------------------------
+POS_API_RATE_PER_MINUTE = env.int("POS_API_RATE_PER_MINUTE", default=30000)
+POS_API_MAX_BODY_BYTES = env.int("POS_API_MAX_BODY_BYTES", default=64 * 1024)
+IDEMPOTENCY_KEEP_HOURS = env.int("IDEMPOTENCY_KEEP_HOURS", default=48)

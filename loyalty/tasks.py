@@ -8,3 +8,8 @@ from . import services
 @shared_task(name="loyalty.tasks.record_heartbeat")
 def record_heartbeat() -> int:
     return services.record_heartbeat().pk
+
+
+@shared_task(name="loyalty.tasks.prune_idempotency_records")
+def prune_idempotency_records() -> int:
+    return services.prune_idempotency_records()

@@ -1,0 +1,296 @@
+"""Members, their purchases and returns, and the append-only points ledger."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from loyalty.models import Program, Store, Tier
+
+
+class Member(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        SUSPENDED = "suspended", _("Suspended")
+        CLOSED = "closed", _("Closed")
+
+    class Channel(models.TextChoices):
+        SHOP = "shop", _("Shop")
+        WEB = "web", _("Web")
+        APP = "app", _("Mobile app")
+        PHONE = "phone", _("Phone")
+        MARKETPLACE = "marketplace", _("Marketplace")
+        PARTNER = "partner", _("Partner")
+        PORTAL = "portal", _("Member portal")
+        ADMIN = "admin", _("Staff")
+        IMPORT = "import", _("Import")
+
+    program = models.ForeignKey(
+        Program, on_delete=models.PROTECT, related_name="members", verbose_name=_("program")
+    )
+    card_number = models.CharField(
+        _("card number"), max_length=16, unique=True, editable=False,
+        help_text=_("13 digits, the last one a Luhn check digit."),
+    )
+    email = models.EmailField(_("email"), blank=True)
+    phone = models.CharField(_("phone"), max_length=20, blank=True)
+    first_name = models.CharField(_("first name"), max_length=80, blank=True)
+    last_name = models.CharField(_("last name"), max_length=80, blank=True)
+    birth_date = models.DateField(_("birth date"), null=True, blank=True)
+    preferred_language = models.CharField(
+        _("preferred language"), max_length=8, choices=settings.LANGUAGES, default="fr"
+    )
+    marketing_consent = models.BooleanField(_("marketing consent"), default=False)
+    marketing_consent_at = models.DateTimeField(_("consent changed at"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.ACTIVE
+    )
+    enrolled_at = models.DateTimeField(_("enrolled at"))
+    enrolment_channel = models.CharField(
+        _("enrolment channel"), max_length=12, choices=Channel.choices
+    )
+    enrolment_store = models.ForeignKey(
+        Store, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("enrolment store"),
+    )
+    referral_code = models.CharField(_("referral code"), max_length=10, unique=True)
+    referred_by = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="referrals",
+        verbose_name=_("referred by"),
+    )
+    tier = models.ForeignKey(
+        Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="members",
+        verbose_name=_("tier"),
+    )
+    # Cached balances: changed only by members/ledger.py, in the transaction that writes the
+    # ledger rows, under a lock on this row. check_ledger proves they equal the ledger sums.
+    points_available = models.IntegerField(_("available points"), default=0, editable=False)
+    points_pending = models.IntegerField(_("pending points"), default=0, editable=False)
+    points_lifetime = models.IntegerField(
+        _("lifetime points"), default=0, editable=False,
+        help_text=_("Points earned, net of returns; spending does not lower it."),
+    )
+    last_activity_at = models.DateTimeField(_("last activity"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("member")
+        verbose_name_plural = _("members")
+        ordering = ["-enrolled_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["program", "email"], condition=~Q(email=""),
+                name="member_email_unique_per_program",
+            ),
+            models.UniqueConstraint(
+                fields=["program", "phone"], condition=~Q(phone=""),
+                name="member_phone_unique_per_program",
+            ),
+            models.CheckConstraint(
+                condition=Q(points_pending__gte=0), name="member_pending_not_negative"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["program", "enrolled_at"], name="member_program_enrolled"),
+            models.Index(fields=["program", "last_name"], name="member_program_last_name"),
+        ]
+
+    def __str__(self):
+        name = f"{self.first_name} {self.last_name}".strip()
+        return f"{name or self.email or self.phone or '-'} ({self.card_number})"
+
+    @property
+    def full_name(self):
+        return f"{self.first_name} {self.last_name}".strip()
+
+
+class Purchase(models.Model):
+    """A purchase posted by a store, with or without a member (anonymous: the baseline)."""
+
+    public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
+    program = models.ForeignKey(
+        Program, on_delete=models.PROTECT, related_name="purchases", verbose_name=_("program")
+    )
+    store = models.ForeignKey(
+        Store, on_delete=models.PROTECT, related_name="purchases", verbose_name=_("store")
+    )
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, null=True, blank=True, related_name="purchases",
+        verbose_name=_("member"),
+    )
+    receipt_id = models.CharField(_("receipt id"), max_length=64)
+    total_amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+    points_earned = models.IntegerField(_("points earned"), default=0)
+    returned_amount = models.DecimalField(
+        _("returned amount"), max_digits=12, decimal_places=2, default=0
+    )
+    points_reversed = models.IntegerField(_("points reversed"), default=0)
+    breakdown = models.JSONField(_("breakdown"), default=list, blank=True)
+    release_at = models.DateTimeField(
+        _("pending until"), null=True, blank=True,
+        help_text=_("When the points earned leave the pending bucket."),
+    )
+    released_at = models.DateTimeField(_("released at"), null=True, blank=True)
+    # What makes a replay recognisable: a hash of the canonical request and the first answer.
+    request_hash = models.CharField(max_length=64, editable=False)
+    # The first answer as sent (JSON text), so that a replay is identical byte for byte.
+    response = models.TextField(editable=False)
+
+    class Meta:
+        verbose_name = _("purchase")
+        verbose_name_plural = _("purchases")
+        ordering = ["-occurred_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["store", "receipt_id"], name="purchase_receipt_unique"),
+            models.CheckConstraint(condition=Q(total_amount__gt=0), name="purchase_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(returned_amount__gte=0, returned_amount__lte=models.F("total_amount")),
+                name="purchase_returned_within_amount",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["program", "occurred_at"], name="purchase_program_occurred"),
+            models.Index(fields=["member", "occurred_at"], name="purchase_member_occurred"),
+            models.Index(
+                fields=["release_at"], condition=Q(released_at__isnull=True, member__isnull=False),
+                name="purchase_unreleased",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.receipt_id} ({self.total_amount} {self.currency})"
+
+
+class PurchaseLine(models.Model):
+    purchase = models.ForeignKey(
+        Purchase, on_delete=models.CASCADE, related_name="lines", verbose_name=_("purchase")
+    )
+    line_no = models.PositiveSmallIntegerField(_("line"))
+    sku = models.CharField(_("SKU"), max_length=60, blank=True)
+    category = models.CharField(_("category"), max_length=60, blank=True)
+    quantity = models.DecimalField(_("quantity"), max_digits=10, decimal_places=3)
+    unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
+    line_amount = models.DecimalField(_("line amount"), max_digits=12, decimal_places=2)
+    points_earned = models.IntegerField(_("points earned"), default=0)
+    returned_quantity = models.DecimalField(
+        _("returned quantity"), max_digits=10, decimal_places=3, default=0
+    )
+
+    class Meta:
+        verbose_name = _("purchase line")
+        verbose_name_plural = _("purchase lines")
+        ordering = ["purchase", "line_no"]
+        constraints = [
+            models.UniqueConstraint(fields=["purchase", "line_no"], name="purchase_line_unique"),
+            models.CheckConstraint(
+                condition=Q(returned_quantity__gte=0, returned_quantity__lte=models.F("quantity")),
+                name="purchase_line_returned_within_quantity",
+            ),
+        ]
+
+
+class PurchaseReturn(models.Model):
+    """A full or partial return of a purchase; reverses the points earned on what came back."""
+
+    public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
+    purchase = models.ForeignKey(
+        Purchase, on_delete=models.PROTECT, related_name="returns", verbose_name=_("purchase")
+    )
+    store = models.ForeignKey(
+        Store, on_delete=models.PROTECT, related_name="+", verbose_name=_("store")
+    )
+    return_id = models.CharField(_("return id"), max_length=64)
+    return_amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    recorded_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+    points_reversed = models.IntegerField(_("points reversed"), default=0)
+    request_hash = models.CharField(max_length=64, editable=False)
+    # The first answer as sent (JSON text), so that a replay is identical byte for byte.
+    response = models.TextField(editable=False)
+
+    class Meta:
+        verbose_name = _("return")
+        verbose_name_plural = _("returns")
+        ordering = ["-occurred_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["purchase", "return_id"], name="return_id_unique"),
+            models.CheckConstraint(
+                condition=Q(return_amount__gt=0), name="return_amount_positive"
+            ),
+        ]
+
+
+class PointsEntry(models.Model):
+    """One row of the append-only points ledger. Never updated or deleted.
+
+    The rows of one business action share `txn`. A member's balance in a bucket is the sum of
+    their rows in that bucket; Member caches those sums (see members/ledger.py).
+    """
+
+    class Kind(models.TextChoices):
+        EARN = "earn", _("Earned")
+        BONUS = "bonus", _("Bonus")
+        RETURN = "return", _("Return")
+        REDEEM = "redeem", _("Redeemed")
+        REFUND = "refund", _("Refund")
+        EXPIRE = "expire", _("Expired")
+        ADJUST = "adjust", _("Adjustment")
+        RELEASE = "release", _("Released")
+
+    class Bucket(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        AVAILABLE = "available", _("Available")
+
+    txn = models.UUIDField(_("transaction"), db_index=True)
+    program = models.ForeignKey(
+        Program, on_delete=models.PROTECT, related_name="+", verbose_name=_("program")
+    )
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="ledger", verbose_name=_("member")
+    )
+    kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
+    bucket = models.CharField(_("bucket"), max_length=10, choices=Bucket.choices)
+    points = models.IntegerField(_("points"))
+    created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
+    effective_at = models.DateTimeField(_("effective at"))
+    purchase = models.ForeignKey(
+        Purchase, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger",
+        verbose_name=_("purchase"),
+    )
+    purchase_return = models.ForeignKey(
+        PurchaseReturn, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger",
+        verbose_name=_("return"),
+    )
+    store = models.ForeignKey(
+        Store, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        verbose_name=_("store"),
+    )
+    staff_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+", verbose_name=_("staff user"),
+    )
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = _("points entry")
+        verbose_name_plural = _("points ledger")
+        ordering = ["-effective_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(points=0), name="points_entry_not_zero"),
+            models.CheckConstraint(
+                condition=~Q(kind="adjust") | ~Q(reason=""), name="points_entry_adjust_has_reason"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["member", "-effective_at", "-id"], name="entry_member_history"),
+            models.Index(fields=["program", "effective_at"], name="entry_program_effective"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.points:+d} ({self.bucket})"

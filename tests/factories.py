@@ -73,3 +73,18 @@ class StaffUserFactory(factory.django.DjangoModelFactory):
     is_staff = True
     is_superuser = True
     password = factory.django.Password("correct horse battery staple")
+
+
+def make_api_key(store) -> str:
+    """A real POS API key for `store`, created through the service."""
+    from loyalty.services import create_store_api_key
+
+    return create_store_api_key(store=store, name="test")[1]
+
+
+def enrol(program, **kwargs):
+    """A member enrolled through the enrolment service."""
+    from members.services import enrol_member
+
+    kwargs.setdefault("channel", "shop")
+    return enrol_member(program=program, **kwargs)[0]

@@ -1,0 +1,301 @@
+"""What every POS endpoint shares: API-key authentication, per-key throttling, a bounded JSON
+parser, problem-details errors (RFC 9457) and Idempotency-Key handling."""
+
+import hashlib
+import json
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.http import Http404, HttpResponse
+from django.utils.translation import gettext_lazy as _
+from rest_framework import exceptions, status
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.parsers import JSONParser
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from .errors import Conflict, DomainError
+from .models import IdempotencyRecord, Program, StoreAPIKey
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+class PosClient:
+    """The authenticated caller of the POS API: a store, through one of its API keys."""
+
+    is_authenticated = True
+    is_anonymous = False
+
+    def __init__(self, api_key: StoreAPIKey):
+        self.api_key = api_key
+        self.store = api_key.store
+        self.program = api_key.store.program
+
+
+class StoreAPIKeyAuthentication(BaseAuthentication):
+    """`Authorization: Api-Key <key>`: one query, SHA-512 check of the key against its hash."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _sep, key = header.partition(" ")
+        key = key.strip()
+        if scheme != self.keyword or not key:
+            raise exceptions.AuthenticationFailed(_("Use the header Authorization: Api-Key <key>."))
+        prefix = key.partition(".")[0]
+        api_key = (
+            StoreAPIKey.objects.select_related("store__program")
+            .filter(prefix=prefix, revoked=False)
+            .first()
+        )
+        if api_key is None or api_key.has_expired or not api_key.is_valid(key):
+            raise exceptions.AuthenticationFailed(_("Unknown, revoked or expired API key."))
+        store = api_key.store
+        if not store.is_active or store.program.status not in (
+            Program.Status.ACTIVE,
+            Program.Status.PAUSED,
+        ):
+            raise exceptions.AuthenticationFailed(_("This store or its program is not active."))
+        return PosClient(api_key), api_key
+
+    def authenticate_header(self, request):
+        return f'{self.keyword} realm="pos"'
+
+
+class ApiKeyRateThrottle(BaseThrottle):
+    """A fixed one-minute window per API key, counted atomically in the cache (Redis in
+    production, so all web workers share the count)."""
+
+    def allow_request(self, request, view):
+        client = request.user
+        if not isinstance(client, PosClient):
+            return True
+        now = time.time()
+        window = int(now // 60)
+        key = f"throttle:pos:{client.api_key.pk}:{window}"
+        try:
+            count = cache.incr(key)
+        except ValueError:
+            if cache.add(key, 1, timeout=120):
+                count = 1
+            else:
+                count = cache.incr(key)
+        self._wait = 60 - (now % 60)
+        return count <= settings.POS_API_RATE_PER_MINUTE
+
+    def wait(self):
+        return self._wait
+
+
+class BodyTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("The request body is too large.")
+    default_code = "body_too_large"
+
+
+class BoundedJSONParser(JSONParser):
+    """JSON with a size limit (POS_API_MAX_BODY_BYTES), enforced while reading."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        limit = settings.POS_API_MAX_BODY_BYTES
+        request = (parser_context or {}).get("request")
+        declared = int(request.META.get("CONTENT_LENGTH") or 0) if request is not None else 0
+        if declared > limit:
+            raise BodyTooLarge()
+        raw = stream.read(limit + 1) if stream is not None else b""
+        if len(raw) > limit:
+            raise BodyTooLarge()
+        try:
+            data = json.loads(raw.decode(settings.DEFAULT_CHARSET))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise exceptions.ParseError(_("Malformed JSON: %(error)s") % {"error": exc}) from None
+        if not isinstance(data, dict):
+            raise exceptions.ParseError(_("The body must be a JSON object."))
+        return data
+
+
+def problem(status_code, code, title, detail=None, *, field=None, errors=None, instance=None):
+    body = {
+        "type": f"urn:loyalty:problem:{code}",
+        "title": str(title),
+        "status": status_code,
+        "detail": str(detail if detail is not None else title),
+        "code": code,
+    }
+    if field:
+        body["field"] = field
+    if errors:
+        body["errors"] = errors
+    if instance:
+        body["instance"] = instance
+    return body
+
+
+def _flatten(detail, prefix=""):
+    """DRF's nested validation errors as a flat list of {field, code, detail}."""
+    if isinstance(detail, dict):
+        out = []
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix and key != "non_field_errors" else (prefix or key)
+            out.extend(_flatten(value, name))
+        return out
+    if isinstance(detail, list):
+        if detail and all(isinstance(d, exceptions.ErrorDetail | str) for d in detail):
+            return [{"field": prefix, "code": getattr(d, "code", "invalid"), "detail": str(d)}
+                    for d in detail]
+        out = []
+        for i, value in enumerate(detail):
+            out.extend(_flatten(value, f"{prefix}[{i}]"))
+        return out
+    return [{"field": prefix, "code": getattr(detail, "code", "invalid"), "detail": str(detail)}]
+
+
+STATUS_CODES = {
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.Throttled: "throttled",
+    exceptions.ParseError: "malformed_json",
+    BodyTooLarge: "body_too_large",
+}
+
+
+def problem_exception_handler(exc, context):
+    """One place that turns every error of the API into problem details."""
+    request = context.get("request")
+    instance = request.path if request is not None else None
+    headers = {}
+    if isinstance(exc, DomainError):
+        body = problem(exc.status, exc.code, exc.title, exc.detail, field=exc.field,
+                       instance=instance)
+        body.update(exc.extra)
+        status_code = exc.status
+    elif isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        status_code = 400
+        first = errors[0] if errors else {"field": None, "detail": str(exc)}
+        body = problem(400, "invalid", _("The request is invalid."),
+                       f"{first['field']}: {first['detail']}" if first["field"] else first["detail"],
+                       field=first["field"] or None, errors=errors, instance=instance)
+    elif isinstance(exc, Http404):
+        status_code = 404
+        body = problem(404, "not_found", _("Not found."), instance=instance)
+    elif isinstance(exc, exceptions.APIException):
+        status_code = exc.status_code
+        code = STATUS_CODES.get(type(exc), getattr(exc, "default_code", "error"))
+        if status_code == 401 and isinstance(exc, exceptions.NotAuthenticated):
+            code = "not_authenticated"
+        body = problem(status_code, code, exc.default_detail, exc.detail, instance=instance)
+        if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(int(exc.wait) + 1)
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+    else:
+        return None
+    if status_code == 401 and "WWW-Authenticate" not in headers:
+        headers["WWW-Authenticate"] = f'{StoreAPIKeyAuthentication.keyword} realm="pos"'
+    response = Response(body, status=status_code, headers=headers)
+    response.content_type = PROBLEM_CONTENT_TYPE
+    return response
+
+
+class PosAPIView(APIView):
+    """Base of every POS endpoint: API key, throttle, bounded JSON, problem details."""
+
+    authentication_classes = [StoreAPIKeyAuthentication]
+    throttle_classes = [ApiKeyRateThrottle]
+    parser_classes = [BoundedJSONParser]
+
+    def get_exception_handler(self):
+        return problem_exception_handler
+
+    @property
+    def client(self) -> PosClient:
+        return self.request.user
+
+
+def json_response(body: str, status_code: int) -> HttpResponse:
+    """Send JSON text as it was stored, so a replay is identical byte for byte."""
+    return HttpResponse(body, status=status_code, content_type="application/json")
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    field = "Idempotency-Key"
+    title = _("This Idempotency-Key was already used with a different request.")
+
+
+class IdempotencyInProgress(Conflict):
+    code = "idempotency_in_progress"
+    field = "Idempotency-Key"
+    title = _("A request with this Idempotency-Key is still being processed; retry later.")
+
+
+class InvalidIdempotencyKey(DomainError):
+    code = "invalid_idempotency_key"
+    status = 400
+    field = "Idempotency-Key"
+    title = _("An Idempotency-Key is 1 to 255 printable ASCII characters.")
+
+
+def _advisory_lock_id(api_key_id: int, key: str) -> int:
+    digest = hashlib.blake2b(f"{api_key_id}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def idempotent(request, handler) -> HttpResponse:
+    """Run `handler()` (which returns an HttpResponse) at most once per Idempotency-Key.
+
+    Without the header the handler just runs. With it, the key is claimed in the same
+    transaction as the handler's writes: a retry with the same body gets the first answer byte
+    for byte; with another body, 422; while the first is still running, 409. Only successful
+    answers are kept: an error wrote nothing, so running again is harmless.
+    """
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return handler()
+    if not (0 < len(key) <= 255) or not key.isascii() or not key.isprintable():
+        raise InvalidIdempotencyKey()
+    client: PosClient = request.user
+    request_hash = hashlib.sha256(
+        json.dumps(
+            [request.method, request.path, request.data], sort_keys=True, default=str
+        ).encode()
+    ).hexdigest()
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s)",
+                    [_advisory_lock_id(client.api_key.pk, key)],
+                )
+                if not cursor.fetchone()[0]:
+                    raise IdempotencyInProgress()
+        record = IdempotencyRecord.objects.filter(api_key=client.api_key, key=key).first()
+        if record is not None:
+            if record.request_hash != request_hash:
+                raise IdempotencyKeyReused()
+            return json_response(record.response_body, record.response_status)
+        response = handler()
+        if 200 <= response.status_code < 300:
+            IdempotencyRecord.objects.create(
+                api_key=client.api_key,
+                key=key,
+                method=request.method,
+                path=request.path[:255],
+                request_hash=request_hash,
+                response_status=response.status_code,
+                response_body=response.content.decode(),
+            )
+    return response

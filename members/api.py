@@ -1,0 +1,434 @@
+"""POS endpoints for members, purchases, returns and quotes. Thin: validate, call a service."""
+
+from decimal import Decimal
+
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.response import Response
+
+from loyalty.api import PosAPIView, idempotent, json_response
+from loyalty.models import Store
+
+from . import errors, services
+from .cards import is_valid_card_number, normalize_card_number
+from .models import Member, PointsEntry
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    description="Any unique string (e.g. a UUID). A retry with the same key and body returns "
+    "the first answer byte for byte; another body gets 422; 409 while the first is running.",
+)
+
+
+# Fields ---------------------------------------------------------------------------------------
+
+
+class CardNumberField(serializers.CharField):
+    def __init__(self, **kwargs):
+        super().__init__(max_length=32, **kwargs)
+
+    def to_internal_value(self, data):
+        value = normalize_card_number(super().to_internal_value(data))
+        if not is_valid_card_number(value):
+            raise serializers.ValidationError(
+                _("Not a valid card number (13 digits with a check digit)."),
+                code="invalid_card_number",
+            )
+        return value
+
+
+class AwareDateTimeField(serializers.Field):
+    """ISO 8601 with an explicit offset; a time without one is ambiguous and refused."""
+
+    default_error_messages = {
+        "invalid": _("Use ISO 8601 with an offset, e.g. 2026-03-14T15:09:26+01:00."),
+        "naive": _("Give the time zone offset, e.g. +01:00 or Z."),
+    }
+
+    def to_internal_value(self, data):
+        parsed = parse_datetime(data) if isinstance(data, str) else None
+        if parsed is None:
+            self.fail("invalid")
+        if timezone.is_naive(parsed):
+            self.fail("naive")
+        return parsed
+
+    def to_representation(self, value):
+        return value.isoformat()
+
+
+def money_field(**kwargs):
+    return serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=Decimal("0.01"), coerce_to_string=True,
+        **kwargs,
+    )
+
+
+# Enrolment and lookup -------------------------------------------------------------------------
+
+
+class EnrolRequest(serializers.Serializer):
+    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
+    phone = serializers.RegexField(
+        r"^\+?[0-9][0-9 .-]{5,19}$", required=False, allow_blank=True,
+        error_messages={"invalid": _("A phone number: digits, optionally a leading +.")},
+    )
+    first_name = serializers.CharField(required=False, allow_blank=True, max_length=80)
+    last_name = serializers.CharField(required=False, allow_blank=True, max_length=80)
+    birth_date = serializers.DateField(required=False, allow_null=True)
+    preferred_language = serializers.ChoiceField(choices=["fr", "en"], required=False)
+    marketing_consent = serializers.BooleanField(required=False, default=False)
+    referral_code = serializers.CharField(required=False, allow_blank=True, max_length=10)
+
+    def validate_phone(self, value):
+        return "".join(ch for ch in value if ch.isdigit() or ch == "+")
+
+    def validate_birth_date(self, value):
+        if value and value > timezone.localdate():
+            raise serializers.ValidationError(_("A birth date cannot be in the future."))
+        return value
+
+
+class MemberSummary(serializers.ModelSerializer):
+    tier = serializers.CharField(source="tier.name", default=None)
+
+    class Meta:
+        model = Member
+        fields = [
+            "card_number", "first_name", "last_name", "email", "phone", "status", "tier",
+            "points_available", "points_pending", "points_lifetime", "enrolled_at",
+            "referral_code", "preferred_language",
+        ]
+
+
+class MemberEnrolView(PosAPIView):
+    @extend_schema(
+        operation_id="enrol_member",
+        summary="Enrol a member (idempotent on email or phone)",
+        request=EnrolRequest,
+        responses={201: MemberSummary, 200: MemberSummary},
+        parameters=[IDEMPOTENCY_HEADER],
+        examples=[OpenApiExample("At the till", value={
+            "email": "claire.martin@example.fr", "first_name": "Claire", "last_name": "Martin",
+            "preferred_language": "fr", "marketing_consent": False,
+        }, request_only=True)],
+    )
+    def post(self, request):
+        def handle():
+            data = EnrolRequest(data=request.data)
+            data.is_valid(raise_exception=True)
+            member, created = services.enrol_member(
+                program=self.client.program,
+                channel=self.client.store.channel,
+                store=self.client.store,
+                **data.validated_data,
+            )
+            body = MemberSummary(member).data
+            return Response(body, status=201 if created else 200)
+
+        return idempotent(request, lambda: _render(self, request, handle()))
+
+
+def _render(view, request, response):
+    """Render a DRF Response now, so that idempotent() can store its bytes."""
+    response = view.finalize_response(request, response)
+    response.render()
+    return response
+
+
+class MemberLookupView(PosAPIView):
+    @extend_schema(
+        operation_id="lookup_member",
+        summary="Find a member by card number, email or phone",
+        parameters=[
+            OpenApiParameter("card_number", str, description="13 digits, spaces allowed"),
+            OpenApiParameter("email", str),
+            OpenApiParameter("phone", str),
+        ],
+        responses={200: MemberSummary},
+    )
+    def get(self, request):
+        params = {k: request.query_params.get(k, "").strip() for k in ("card_number", "email",
+                                                                          "phone")}
+        given = {k: v for k, v in params.items() if v}
+        if len(given) != 1:
+            raise serializers.ValidationError(
+                {"card_number": [_("Give exactly one of card_number, email or phone.")]}
+            )
+        field, value = next(iter(given.items()))
+        if field == "card_number":
+            value = normalize_card_number(value)
+        elif field == "email":
+            value = value.lower()
+        elif field == "phone":
+            value = "".join(ch for ch in value if ch.isdigit() or ch == "+")
+        member = (
+            Member.objects.select_related("tier")
+            .filter(Q(**{field: value}), program=self.client.program)
+            .first()
+        )
+        if member is None:
+            raise errors.MemberNotFound(field=field)
+        return Response(MemberSummary(member).data)
+
+
+class LedgerEntryOut(serializers.ModelSerializer):
+    receipt_id = serializers.CharField(source="purchase.receipt_id", default=None)
+
+    class Meta:
+        model = PointsEntry
+        fields = ["kind", "bucket", "points", "effective_at", "created_at", "receipt_id",
+                  "reason"]
+
+
+class HistoryPagination(PageNumberPagination):
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class MemberHistoryView(PosAPIView):
+    @extend_schema(
+        operation_id="member_history",
+        summary="A member's points ledger, newest first, paginated",
+        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
+        responses={200: LedgerEntryOut(many=True)},
+    )
+    def get(self, request, card_number):
+        member = Member.objects.filter(
+            program=self.client.program, card_number=normalize_card_number(card_number)
+        ).first()
+        if member is None:
+            raise errors.MemberNotFound(field="card_number")
+        entries = (
+            PointsEntry.objects.filter(member=member)
+            .select_related("purchase")
+            .order_by("-effective_at", "-id")
+        )
+        paginator = HistoryPagination()
+        page = paginator.paginate_queryset(entries, request, view=self)
+        response = paginator.get_paginated_response(LedgerEntryOut(page, many=True).data)
+        response.data["points_available"] = member.points_available
+        response.data["points_pending"] = member.points_pending
+        return response
+
+
+# Purchases, returns and quotes ----------------------------------------------------------------
+
+
+class LineIn(serializers.Serializer):
+    sku = serializers.CharField(max_length=60, allow_blank=True, required=False, default="")
+    category = serializers.CharField(max_length=60, allow_blank=True, required=False, default="")
+    quantity = serializers.DecimalField(max_digits=10, decimal_places=3,
+                                        min_value=Decimal("0.001"))
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2,
+                                          min_value=Decimal("0"))
+
+
+class PurchaseRequest(serializers.Serializer):
+    receipt_id = serializers.RegexField(r"^[\x21-\x7e]{1,64}$", error_messages={
+        "invalid": _("1 to 64 printable characters, no spaces.")})
+    card_number = CardNumberField(required=False, allow_null=True)
+    amount = money_field()
+    currency = serializers.RegexField(r"^[A-Z]{3}$", error_messages={
+        "invalid": _("A three-letter ISO 4217 code, e.g. EUR.")})
+    occurred_at = AwareDateTimeField()
+    lines = LineIn(many=True, required=False, max_length=500)
+
+
+def line_inputs(validated: dict) -> tuple[services.LineInput, ...]:
+    return tuple(
+        services.LineInput(
+            sku=li.get("sku", ""), category=li.get("category", ""),
+            quantity=li["quantity"], unit_price=li["unit_price"],
+        )
+        for li in validated.get("lines", ())
+    )
+
+
+class BreakdownItem(serializers.Serializer):
+    code = serializers.CharField()
+    name = serializers.CharField()
+    factor = serializers.CharField()
+    amount = serializers.CharField()
+    points = serializers.IntegerField()
+    rule_id = serializers.IntegerField(allow_null=True)
+
+
+class PurchaseResponse(serializers.Serializer):
+    id = serializers.UUIDField()
+    receipt_id = serializers.CharField()
+    store = serializers.CharField()
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    points_earned = serializers.IntegerField()
+    points_status = serializers.ChoiceField(choices=["pending", "available"])
+    release_at = serializers.DateTimeField(allow_null=True)
+    breakdown = BreakdownItem(many=True)
+    card_number = serializers.CharField(allow_null=True)
+    points_available = serializers.IntegerField(allow_null=True)
+    points_pending = serializers.IntegerField(allow_null=True)
+    tier = serializers.CharField(allow_null=True)
+
+
+PURCHASE_EXAMPLE = {
+    "receipt_id": "PAR01-2026-000123",
+    "card_number": "9123456789016",
+    "amount": "42.50",
+    "currency": "EUR",
+    "occurred_at": "2026-11-23T10:15:00+01:00",
+    "lines": [
+        {"sku": "CREME-50", "category": "beauty", "quantity": "1", "unit_price": "30.00"},
+        {"sku": "SAVON-3", "category": "hygiene", "quantity": "2", "unit_price": "6.25"},
+    ],
+}
+
+
+class PurchaseView(PosAPIView):
+    @extend_schema(
+        operation_id="record_purchase",
+        summary="Record a purchase and credit its points (idempotent per receipt id)",
+        request=PurchaseRequest,
+        responses={201: PurchaseResponse, 200: PurchaseResponse},
+        parameters=[IDEMPOTENCY_HEADER],
+        examples=[OpenApiExample("A member's basket", value=PURCHASE_EXAMPLE, request_only=True)],
+    )
+    def post(self, request):
+        def handle():
+            data = PurchaseRequest(data=request.data)
+            data.is_valid(raise_exception=True)
+            v = data.validated_data
+            outcome = services.record_purchase(
+                store=self.client.store,
+                receipt_id=v["receipt_id"],
+                amount=v["amount"],
+                currency=v["currency"],
+                occurred_at=v["occurred_at"],
+                card_number=v.get("card_number"),
+                lines=line_inputs(v),
+            )
+            return json_response(outcome.body, 201 if outcome.created else 200)
+
+        return idempotent(request, handle)
+
+
+class ReturnLineIn(serializers.Serializer):
+    sku = serializers.CharField(max_length=60, allow_blank=True)
+    quantity = serializers.DecimalField(max_digits=10, decimal_places=3,
+                                        min_value=Decimal("0.001"))
+
+
+class ReturnRequest(serializers.Serializer):
+    return_id = serializers.RegexField(r"^[\x21-\x7e]{1,64}$", error_messages={
+        "invalid": _("1 to 64 printable characters, no spaces.")})
+    amount = money_field()
+    occurred_at = AwareDateTimeField(required=False)
+    purchase_store = serializers.SlugField(
+        required=False, help_text="Slug of the store where the purchase was made, when it is "
+        "not the store posting the return.",
+    )
+    lines = ReturnLineIn(many=True, required=False, max_length=500)
+
+
+class ReturnResponse(serializers.Serializer):
+    id = serializers.UUIDField()
+    return_id = serializers.CharField()
+    receipt_id = serializers.CharField()
+    store = serializers.CharField()
+    amount = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    points_reversed = serializers.IntegerField()
+    purchase_returned_amount = serializers.CharField()
+    card_number = serializers.CharField(allow_null=True)
+    points_available = serializers.IntegerField(allow_null=True)
+    points_pending = serializers.IntegerField(allow_null=True)
+    tier = serializers.CharField(allow_null=True)
+
+
+class ReturnView(PosAPIView):
+    @extend_schema(
+        operation_id="record_return",
+        summary="Record a full or partial return of a purchase (idempotent per return id)",
+        request=ReturnRequest,
+        responses={201: ReturnResponse, 200: ReturnResponse},
+        parameters=[IDEMPOTENCY_HEADER],
+        examples=[OpenApiExample("One item back", value={
+            "return_id": "R-PAR01-000045", "amount": "6.25",
+            "occurred_at": "2026-11-25T17:40:00+01:00",
+            "lines": [{"sku": "SAVON-3", "quantity": "1"}],
+        }, request_only=True)],
+    )
+    def post(self, request, receipt_id):
+        def handle():
+            data = ReturnRequest(data=request.data)
+            data.is_valid(raise_exception=True)
+            v = data.validated_data
+            purchase_store = None
+            if v.get("purchase_store"):
+                purchase_store = Store.objects.filter(
+                    program=self.client.program, slug=v["purchase_store"]
+                ).first()
+                if purchase_store is None:
+                    raise errors.UnknownReceipt(
+                        "No store of this program has this slug.", field="purchase_store"
+                    )
+            outcome = services.record_return(
+                store=self.client.store,
+                receipt_id=receipt_id,
+                return_id=v["return_id"],
+                amount=v["amount"],
+                occurred_at=v.get("occurred_at") or timezone.now(),
+                purchase_store=purchase_store,
+                lines=tuple(
+                    services.ReturnLineInput(sku=li["sku"], quantity=li["quantity"])
+                    for li in v.get("lines", ())
+                ),
+            )
+            return json_response(outcome.body, 201 if outcome.created else 200)
+
+        return idempotent(request, handle)
+
+
+class QuoteRequest(serializers.Serializer):
+    card_number = CardNumberField(required=False, allow_null=True)
+    amount = money_field()
+    currency = serializers.RegexField(r"^[A-Z]{3}$")
+    occurred_at = AwareDateTimeField(required=False)
+    lines = LineIn(many=True, required=False, max_length=500)
+
+
+class QuoteResponse(serializers.Serializer):
+    amount = serializers.CharField()
+    currency = serializers.CharField()
+    points = serializers.IntegerField()
+    breakdown = BreakdownItem(many=True)
+    card_number = serializers.CharField(allow_null=True)
+    tier = serializers.CharField(allow_null=True)
+
+
+class QuoteView(PosAPIView):
+    @extend_schema(
+        operation_id="quote_purchase",
+        summary="The points a basket would earn; writes nothing",
+        request=QuoteRequest,
+        responses={200: QuoteResponse},
+    )
+    def post(self, request):
+        data = QuoteRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        body = services.quote_purchase(
+            store=self.client.store,
+            amount=v["amount"],
+            currency=v["currency"],
+            occurred_at=v.get("occurred_at"),
+            card_number=v.get("card_number"),
+            lines=line_inputs(v),
+        )
+        return Response(body)

@@ -1,0 +1,182 @@
+"""The points ledger: the only module that appends ledger rows and changes cached balances.
+
+Every change of points is one or more `PointsEntry` rows sharing a transaction id, written in
+the same database transaction as the update of the member's cached balances, while the caller
+holds the lock on the member row (`lock_member`). Different members proceed in parallel.
+"""
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Greatest
+
+from .models import Member, PointsEntry
+
+Kind = PointsEntry.Kind
+Bucket = PointsEntry.Bucket
+
+# Kinds that count towards lifetime points (earned, net of returns). Spending, expiry and
+# moves between buckets do not.
+LIFETIME_KINDS = frozenset({Kind.EARN, Kind.BONUS, Kind.RETURN})
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    kind: str
+    bucket: str
+    points: int
+
+
+def lock_member(queryset) -> Member:
+    """Lock and return the one member the queryset selects (with its tier), or raise DoesNotExist.
+
+    Only the member row is locked (`of=self`), so the tier table stays free.
+    """
+    return queryset.select_related("tier").select_for_update(of=("self",)).get()
+
+
+def post(
+    member: Member,
+    postings: Iterable[Posting],
+    *,
+    effective_at: datetime,
+    txn: uuid.UUID | None = None,
+    purchase=None,
+    purchase_return=None,
+    store=None,
+    staff_user=None,
+    reason: str = "",
+    is_activity: bool = False,
+) -> list[PointsEntry]:
+    """Append the rows of one business action and move the member's cached balances with them.
+
+    The caller is inside a transaction and holds the member's lock (see `lock_member`). Zero
+    postings are skipped. `member` is updated in place with the new balances.
+    """
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError("ledger.post needs a transaction")
+    txn = txn or uuid.uuid4()
+    rows = [
+        PointsEntry(
+            txn=txn,
+            program_id=member.program_id,
+            member_id=member.pk,
+            kind=p.kind,
+            bucket=p.bucket,
+            points=p.points,
+            effective_at=effective_at,
+            purchase=purchase,
+            purchase_return=purchase_return,
+            store=store,
+            staff_user=staff_user,
+            reason=reason,
+        )
+        for p in postings
+        if p.points
+    ]
+    if not rows:
+        if is_activity:
+            _touch_activity(member, effective_at)
+        return []
+    d_available = sum(r.points for r in rows if r.bucket == Bucket.AVAILABLE)
+    d_pending = sum(r.points for r in rows if r.bucket == Bucket.PENDING)
+    d_lifetime = sum(r.points for r in rows if r.kind in LIFETIME_KINDS)
+    PointsEntry.objects.bulk_create(rows)
+    changes = {
+        "points_available": F("points_available") + d_available,
+        "points_pending": F("points_pending") + d_pending,
+        "points_lifetime": F("points_lifetime") + d_lifetime,
+    }
+    if is_activity:
+        changes["last_activity_at"] = _later_activity(effective_at)
+    Member.objects.filter(pk=member.pk).update(**changes)
+    member.points_available += d_available
+    member.points_pending += d_pending
+    member.points_lifetime += d_lifetime
+    if is_activity and (member.last_activity_at is None or member.last_activity_at < effective_at):
+        member.last_activity_at = effective_at
+    return rows
+
+
+def _later_activity(at: datetime):
+    # A back-dated purchase must not move the last activity back in time.
+    return Greatest(Coalesce(F("last_activity_at"), Value(at)), Value(at))
+
+
+def _touch_activity(member: Member, at: datetime) -> None:
+    Member.objects.filter(pk=member.pk).update(last_activity_at=_later_activity(at))
+    if member.last_activity_at is None or member.last_activity_at < at:
+        member.last_activity_at = at
+
+
+MISMATCH_SQL = """
+SELECT m.id, m.card_number,
+       m.points_available, COALESCE(s.available, 0),
+       m.points_pending, COALESCE(s.pending, 0),
+       m.points_lifetime, COALESCE(s.lifetime, 0)
+FROM members_member m
+LEFT JOIN (
+    SELECT member_id,
+           SUM(CASE WHEN bucket = 'available' THEN points ELSE 0 END) AS available,
+           SUM(CASE WHEN bucket = 'pending' THEN points ELSE 0 END) AS pending,
+           SUM(CASE WHEN kind IN ('earn', 'bonus', 'return') THEN points ELSE 0 END) AS lifetime
+    FROM members_pointsentry
+    GROUP BY member_id
+) s ON s.member_id = m.id
+WHERE m.points_available <> COALESCE(s.available, 0)
+   OR m.points_pending <> COALESCE(s.pending, 0)
+   OR m.points_lifetime <> COALESCE(s.lifetime, 0)
+ORDER BY m.id
+LIMIT %s
+"""
+
+UNBALANCED_RELEASES_SQL = """
+SELECT txn, SUM(points) FROM members_pointsentry
+WHERE kind = 'release' GROUP BY txn HAVING SUM(points) <> 0 LIMIT %s
+"""
+
+PURCHASE_MISMATCH_SQL = """
+SELECT p.id, p.receipt_id, p.points_earned, COALESCE(e.earned, 0),
+       p.points_reversed, COALESCE(e.reversed, 0)
+FROM members_purchase p
+LEFT JOIN (
+    SELECT purchase_id,
+           SUM(CASE WHEN kind IN ('earn', 'bonus') THEN points ELSE 0 END) AS earned,
+           -SUM(CASE WHEN kind = 'return' THEN points ELSE 0 END) AS reversed
+    FROM members_pointsentry WHERE purchase_id IS NOT NULL GROUP BY purchase_id
+) e ON e.purchase_id = p.id
+WHERE p.member_id IS NOT NULL
+  AND (p.points_earned <> COALESCE(e.earned, 0) OR p.points_reversed <> COALESCE(e.reversed, 0))
+ORDER BY p.id
+LIMIT %s
+"""
+
+
+def find_mismatches(limit: int = 100) -> list[str]:
+    """Check the ledger invariants with set-based SQL; return one line per broken invariant.
+
+    Cached balances equal the sums of ledger rows per member and bucket; every release moves
+    points between buckets without creating any; each purchase's recorded points equal its rows.
+    """
+    problems = []
+    with connection.cursor() as cursor:
+        cursor.execute(MISMATCH_SQL, [limit])
+        for mid, card, av, av_sum, pe, pe_sum, li, li_sum in cursor.fetchall():
+            problems.append(
+                f"member {mid} ({card}): cached available/pending/lifetime {av}/{pe}/{li} "
+                f"!= ledger {av_sum}/{pe_sum}/{li_sum}"
+            )
+        cursor.execute(UNBALANCED_RELEASES_SQL, [limit])
+        for txn, total in cursor.fetchall():
+            problems.append(f"release transaction {txn} does not balance: {total:+d}")
+        cursor.execute(PURCHASE_MISMATCH_SQL, [limit])
+        for pid, receipt, earned, earned_sum, rev, rev_sum in cursor.fetchall():
+            problems.append(
+                f"purchase {pid} ({receipt}): earned/reversed {earned}/{rev} "
+                f"!= ledger {earned_sum}/{rev_sum}"
+            )
+    return problems
