@@ -147,8 +147,10 @@ def _flatten(detail, prefix=""):
         return out
     if isinstance(detail, list):
         if detail and all(isinstance(d, exceptions.ErrorDetail | str) for d in detail):
-            return [{"field": prefix, "code": getattr(d, "code", "invalid"), "detail": str(d)}
-                    for d in detail]
+            return [
+                {"field": prefix, "code": getattr(d, "code", "invalid"), "detail": str(d)}
+                for d in detail
+            ]
         out = []
         for i, value in enumerate(detail):
             out.extend(_flatten(value, f"{prefix}[{i}]"))
@@ -176,17 +178,24 @@ def problem_exception_handler(exc, context):
     instance = request.path if request is not None else None
     headers = {}
     if isinstance(exc, DomainError):
-        body = problem(exc.status, exc.code, exc.title, exc.detail, field=exc.field,
-                       instance=instance)
+        body = problem(
+            exc.status, exc.code, exc.title, exc.detail, field=exc.field, instance=instance
+        )
         body.update(exc.extra)
         status_code = exc.status
     elif isinstance(exc, exceptions.ValidationError):
         errors = _flatten(exc.detail)
         status_code = 400
         first = errors[0] if errors else {"field": None, "detail": str(exc)}
-        body = problem(400, "invalid", _("The request is invalid."),
-                       f"{first['field']}: {first['detail']}" if first["field"] else first["detail"],
-                       field=first["field"] or None, errors=errors, instance=instance)
+        body = problem(
+            400,
+            "invalid",
+            _("The request is invalid."),
+            f"{first['field']}: {first['detail']}" if first["field"] else first["detail"],
+            field=first["field"] or None,
+            errors=errors,
+            instance=instance,
+        )
     elif isinstance(exc, Http404):
         status_code = 404
         body = problem(404, "not_found", _("Not found."), instance=instance)

@@ -7,8 +7,17 @@ from .models import EarningRule, Program, Tier
 def program_rules(program: Program) -> rules.ProgramRules:
     """The program's earning grid as plain data for the rules engine (one query)."""
     rows = EarningRule.objects.filter(program=program, is_active=True).values_list(
-        "id", "name", "kind", "value", "channel", "store_id", "category", "sku", "priority",
-        "valid_from", "valid_until",
+        "id",
+        "name",
+        "kind",
+        "value",
+        "channel",
+        "store_id",
+        "category",
+        "sku",
+        "priority",
+        "valid_from",
+        "valid_until",
     )
     return rules.ProgramRules(
         base_rate=program.base_earn_rate,

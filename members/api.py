@@ -19,7 +19,10 @@ from .cards import is_valid_card_number, normalize_card_number
 from .models import Member, PointsEntry
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
     description="Any unique string (e.g. a UUID). A retry with the same key and body returns "
     "the first answer byte for byte; another body gets 422; 409 while the first is running.",
 )
@@ -64,7 +67,10 @@ class AwareDateTimeField(serializers.Field):
 
 def money_field(**kwargs):
     return serializers.DecimalField(
-        max_digits=12, decimal_places=2, min_value=Decimal("0.01"), coerce_to_string=True,
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        coerce_to_string=True,
         **kwargs,
     )
 
@@ -75,7 +81,9 @@ def money_field(**kwargs):
 class EnrolRequest(serializers.Serializer):
     email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
     phone = serializers.RegexField(
-        r"^\+?[0-9][0-9 .-]{5,19}$", required=False, allow_blank=True,
+        r"^\+?[0-9][0-9 .-]{5,19}$",
+        required=False,
+        allow_blank=True,
         error_messages={"invalid": _("A phone number: digits, optionally a leading +.")},
     )
     first_name = serializers.CharField(required=False, allow_blank=True, max_length=80)
@@ -100,9 +108,19 @@ class MemberSummary(serializers.ModelSerializer):
     class Meta:
         model = Member
         fields = [
-            "card_number", "first_name", "last_name", "email", "phone", "status", "tier",
-            "points_available", "points_pending", "points_lifetime", "enrolled_at",
-            "referral_code", "preferred_language",
+            "card_number",
+            "first_name",
+            "last_name",
+            "email",
+            "phone",
+            "status",
+            "tier",
+            "points_available",
+            "points_pending",
+            "points_lifetime",
+            "enrolled_at",
+            "referral_code",
+            "preferred_language",
         ]
 
 
@@ -113,10 +131,19 @@ class MemberEnrolView(PosAPIView):
         request=EnrolRequest,
         responses={201: MemberSummary, 200: MemberSummary},
         parameters=[IDEMPOTENCY_HEADER],
-        examples=[OpenApiExample("At the till", value={
-            "email": "claire.martin@example.fr", "first_name": "Claire", "last_name": "Martin",
-            "preferred_language": "fr", "marketing_consent": False,
-        }, request_only=True)],
+        examples=[
+            OpenApiExample(
+                "At the till",
+                value={
+                    "email": "claire.martin@example.fr",
+                    "first_name": "Claire",
+                    "last_name": "Martin",
+                    "preferred_language": "fr",
+                    "marketing_consent": False,
+                },
+                request_only=True,
+            )
+        ],
     )
     def post(self, request):
         def handle():
@@ -153,8 +180,9 @@ class MemberLookupView(PosAPIView):
         responses={200: MemberSummary},
     )
     def get(self, request):
-        params = {k: request.query_params.get(k, "").strip() for k in ("card_number", "email",
-                                                                          "phone")}
+        params = {
+            k: request.query_params.get(k, "").strip() for k in ("card_number", "email", "phone")
+        }
         given = {k: v for k, v in params.items() if v}
         if len(given) != 1:
             raise serializers.ValidationError(
@@ -182,8 +210,7 @@ class LedgerEntryOut(serializers.ModelSerializer):
 
     class Meta:
         model = PointsEntry
-        fields = ["kind", "bucket", "points", "effective_at", "created_at", "receipt_id",
-                  "reason"]
+        fields = ["kind", "bucket", "points", "effective_at", "created_at", "receipt_id", "reason"]
 
 
 class HistoryPagination(PageNumberPagination):
@@ -224,19 +251,20 @@ class MemberHistoryView(PosAPIView):
 class LineIn(serializers.Serializer):
     sku = serializers.CharField(max_length=60, allow_blank=True, required=False, default="")
     category = serializers.CharField(max_length=60, allow_blank=True, required=False, default="")
-    quantity = serializers.DecimalField(max_digits=10, decimal_places=3,
-                                        min_value=Decimal("0.001"))
-    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2,
-                                          min_value=Decimal("0"))
+    quantity = serializers.DecimalField(max_digits=10, decimal_places=3, min_value=Decimal("0.001"))
+    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"))
 
 
 class PurchaseRequest(serializers.Serializer):
-    receipt_id = serializers.RegexField(r"^[\x21-\x7e]{1,64}$", error_messages={
-        "invalid": _("1 to 64 printable characters, no spaces.")})
+    receipt_id = serializers.RegexField(
+        r"^[\x21-\x7e]{1,64}$",
+        error_messages={"invalid": _("1 to 64 printable characters, no spaces.")},
+    )
     card_number = CardNumberField(required=False, allow_null=True)
     amount = money_field()
-    currency = serializers.RegexField(r"^[A-Z]{3}$", error_messages={
-        "invalid": _("A three-letter ISO 4217 code, e.g. EUR.")})
+    currency = serializers.RegexField(
+        r"^[A-Z]{3}$", error_messages={"invalid": _("A three-letter ISO 4217 code, e.g. EUR.")}
+    )
     occurred_at = AwareDateTimeField()
     lines = LineIn(many=True, required=False, max_length=500)
 
@@ -244,8 +272,10 @@ class PurchaseRequest(serializers.Serializer):
 def line_inputs(validated: dict) -> tuple[services.LineInput, ...]:
     return tuple(
         services.LineInput(
-            sku=li.get("sku", ""), category=li.get("category", ""),
-            quantity=li["quantity"], unit_price=li["unit_price"],
+            sku=li.get("sku", ""),
+            category=li.get("category", ""),
+            quantity=li["quantity"],
+            unit_price=li["unit_price"],
         )
         for li in validated.get("lines", ())
     )
@@ -320,17 +350,19 @@ class PurchaseView(PosAPIView):
 
 class ReturnLineIn(serializers.Serializer):
     sku = serializers.CharField(max_length=60, allow_blank=True)
-    quantity = serializers.DecimalField(max_digits=10, decimal_places=3,
-                                        min_value=Decimal("0.001"))
+    quantity = serializers.DecimalField(max_digits=10, decimal_places=3, min_value=Decimal("0.001"))
 
 
 class ReturnRequest(serializers.Serializer):
-    return_id = serializers.RegexField(r"^[\x21-\x7e]{1,64}$", error_messages={
-        "invalid": _("1 to 64 printable characters, no spaces.")})
+    return_id = serializers.RegexField(
+        r"^[\x21-\x7e]{1,64}$",
+        error_messages={"invalid": _("1 to 64 printable characters, no spaces.")},
+    )
     amount = money_field()
     occurred_at = AwareDateTimeField(required=False)
     purchase_store = serializers.SlugField(
-        required=False, help_text="Slug of the store where the purchase was made, when it is "
+        required=False,
+        help_text="Slug of the store where the purchase was made, when it is "
         "not the store posting the return.",
     )
     lines = ReturnLineIn(many=True, required=False, max_length=500)
@@ -358,11 +390,18 @@ class ReturnView(PosAPIView):
         request=ReturnRequest,
         responses={201: ReturnResponse, 200: ReturnResponse},
         parameters=[IDEMPOTENCY_HEADER],
-        examples=[OpenApiExample("One item back", value={
-            "return_id": "R-PAR01-000045", "amount": "6.25",
-            "occurred_at": "2026-11-25T17:40:00+01:00",
-            "lines": [{"sku": "SAVON-3", "quantity": "1"}],
-        }, request_only=True)],
+        examples=[
+            OpenApiExample(
+                "One item back",
+                value={
+                    "return_id": "R-PAR01-000045",
+                    "amount": "6.25",
+                    "occurred_at": "2026-11-25T17:40:00+01:00",
+                    "lines": [{"sku": "SAVON-3", "quantity": "1"}],
+                },
+                request_only=True,
+            )
+        ],
     )
     def post(self, request, receipt_id):
         def handle():

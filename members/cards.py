@@ -24,9 +24,7 @@ def luhn_check_digit(digits: str) -> str:
 
 def is_valid_card_number(value: str) -> bool:
     return (
-        len(value) == CARD_LENGTH
-        and value.isdigit()
-        and luhn_check_digit(value[:-1]) == value[-1]
+        len(value) == CARD_LENGTH and value.isdigit() and luhn_check_digit(value[:-1]) == value[-1]
     )
 
 

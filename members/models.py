@@ -31,7 +31,10 @@ class Member(models.Model):
         Program, on_delete=models.PROTECT, related_name="members", verbose_name=_("program")
     )
     card_number = models.CharField(
-        _("card number"), max_length=16, unique=True, editable=False,
+        _("card number"),
+        max_length=16,
+        unique=True,
+        editable=False,
         help_text=_("13 digits, the last one a Luhn check digit."),
     )
     email = models.EmailField(_("email"), blank=True)
@@ -52,16 +55,28 @@ class Member(models.Model):
         _("enrolment channel"), max_length=12, choices=Channel.choices
     )
     enrolment_store = models.ForeignKey(
-        Store, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        Store,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name=_("enrolment store"),
     )
     referral_code = models.CharField(_("referral code"), max_length=10, unique=True)
     referred_by = models.ForeignKey(
-        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="referrals",
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="referrals",
         verbose_name=_("referred by"),
     )
     tier = models.ForeignKey(
-        Tier, on_delete=models.PROTECT, null=True, blank=True, related_name="members",
+        Tier,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="members",
         verbose_name=_("tier"),
     )
     # Cached balances: changed only by members/ledger.py, in the transaction that writes the
@@ -69,7 +84,9 @@ class Member(models.Model):
     points_available = models.IntegerField(_("available points"), default=0, editable=False)
     points_pending = models.IntegerField(_("pending points"), default=0, editable=False)
     points_lifetime = models.IntegerField(
-        _("lifetime points"), default=0, editable=False,
+        _("lifetime points"),
+        default=0,
+        editable=False,
         help_text=_("Points earned, net of returns; spending does not lower it."),
     )
     last_activity_at = models.DateTimeField(_("last activity"), null=True, blank=True)
@@ -82,11 +99,13 @@ class Member(models.Model):
         ordering = ["-enrolled_at"]
         constraints = [
             models.UniqueConstraint(
-                fields=["program", "email"], condition=~Q(email=""),
+                fields=["program", "email"],
+                condition=~Q(email=""),
                 name="member_email_unique_per_program",
             ),
             models.UniqueConstraint(
-                fields=["program", "phone"], condition=~Q(phone=""),
+                fields=["program", "phone"],
+                condition=~Q(phone=""),
                 name="member_phone_unique_per_program",
             ),
             models.CheckConstraint(
@@ -118,7 +137,11 @@ class Purchase(models.Model):
         Store, on_delete=models.PROTECT, related_name="purchases", verbose_name=_("store")
     )
     member = models.ForeignKey(
-        Member, on_delete=models.PROTECT, null=True, blank=True, related_name="purchases",
+        Member,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="purchases",
         verbose_name=_("member"),
     )
     receipt_id = models.CharField(_("receipt id"), max_length=64)
@@ -133,7 +156,9 @@ class Purchase(models.Model):
     points_reversed = models.IntegerField(_("points reversed"), default=0)
     breakdown = models.JSONField(_("breakdown"), default=list, blank=True)
     release_at = models.DateTimeField(
-        _("pending until"), null=True, blank=True,
+        _("pending until"),
+        null=True,
+        blank=True,
         help_text=_("When the points earned leave the pending bucket."),
     )
     released_at = models.DateTimeField(_("released at"), null=True, blank=True)
@@ -148,7 +173,9 @@ class Purchase(models.Model):
         ordering = ["-occurred_at"]
         constraints = [
             models.UniqueConstraint(fields=["store", "receipt_id"], name="purchase_receipt_unique"),
-            models.CheckConstraint(condition=Q(total_amount__gt=0), name="purchase_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(total_amount__gt=0), name="purchase_amount_positive"
+            ),
             models.CheckConstraint(
                 condition=Q(returned_amount__gte=0, returned_amount__lte=models.F("total_amount")),
                 name="purchase_returned_within_amount",
@@ -158,7 +185,8 @@ class Purchase(models.Model):
             models.Index(fields=["program", "occurred_at"], name="purchase_program_occurred"),
             models.Index(fields=["member", "occurred_at"], name="purchase_member_occurred"),
             models.Index(
-                fields=["release_at"], condition=Q(released_at__isnull=True, member__isnull=False),
+                fields=["release_at"],
+                condition=Q(released_at__isnull=True, member__isnull=False),
                 name="purchase_unreleased",
             ),
         ]
@@ -220,9 +248,7 @@ class PurchaseReturn(models.Model):
         ordering = ["-occurred_at"]
         constraints = [
             models.UniqueConstraint(fields=["purchase", "return_id"], name="return_id_unique"),
-            models.CheckConstraint(
-                condition=Q(return_amount__gt=0), name="return_amount_positive"
-            ),
+            models.CheckConstraint(condition=Q(return_amount__gt=0), name="return_amount_positive"),
         ]
 
 
@@ -260,20 +286,36 @@ class PointsEntry(models.Model):
     created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
     effective_at = models.DateTimeField(_("effective at"))
     purchase = models.ForeignKey(
-        Purchase, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger",
+        Purchase,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger",
         verbose_name=_("purchase"),
     )
     purchase_return = models.ForeignKey(
-        PurchaseReturn, on_delete=models.PROTECT, null=True, blank=True, related_name="ledger",
+        PurchaseReturn,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="ledger",
         verbose_name=_("return"),
     )
     store = models.ForeignKey(
-        Store, on_delete=models.PROTECT, null=True, blank=True, related_name="+",
+        Store,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
         verbose_name=_("store"),
     )
     staff_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True,
-        related_name="+", verbose_name=_("staff user"),
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("staff user"),
     )
     reason = models.CharField(_("reason"), max_length=200, blank=True)
 

@@ -170,9 +170,7 @@ def _check_basket(program: Program, amount: Decimal, currency: str, lines) -> No
 def _member_for_card(program: Program, card_number: str, *, lock: bool) -> Member:
     queryset = Member.objects.filter(program=program, card_number=card_number)
     try:
-        member = (
-            ledger.lock_member(queryset) if lock else queryset.select_related("tier").get()
-        )
+        member = ledger.lock_member(queryset) if lock else queryset.select_related("tier").get()
     except Member.DoesNotExist:
         raise errors.UnknownCard() from None
     if member.status != Member.Status.ACTIVE:
@@ -210,8 +208,7 @@ def _breakdown(earning: rules.Earning) -> list[dict]:
 
 def _member_summary(member: Member | None) -> dict:
     if member is None:
-        return {"card_number": None, "points_available": None, "points_pending": None,
-                "tier": None}
+        return {"card_number": None, "points_available": None, "points_pending": None, "tier": None}
     return {
         "card_number": member.card_number,
         "points_available": member.points_available,
@@ -250,7 +247,14 @@ def record_purchase(
     )
     try:
         return _record_new_purchase(
-            store, program, receipt_id, amount, currency, occurred_at, card_number, lines,
+            store,
+            program,
+            receipt_id,
+            amount,
+            currency,
+            occurred_at,
+            card_number,
+            lines,
             request_hash,
         )
     except IntegrityError:
@@ -308,19 +312,21 @@ def _record_new_purchase(
         if postings:
             key = "points_pending" if is_pending else "points_available"
             summary[key] += points
-        purchase.response = _dump({
-            "id": str(purchase.public_id),
-            "receipt_id": receipt_id,
-            "store": store.slug,
-            "amount": str(amount),
-            "currency": currency,
-            "occurred_at": _iso(occurred_at),
-            "points_earned": points,
-            "points_status": "pending" if is_pending else "available",
-            "release_at": _iso(purchase.release_at),
-            "breakdown": purchase.breakdown,
-            **summary,
-        })
+        purchase.response = _dump(
+            {
+                "id": str(purchase.public_id),
+                "receipt_id": receipt_id,
+                "store": store.slug,
+                "amount": str(amount),
+                "currency": currency,
+                "occurred_at": _iso(occurred_at),
+                "points_earned": points,
+                "points_status": "pending" if is_pending else "available",
+                "release_at": _iso(purchase.release_at),
+                "breakdown": purchase.breakdown,
+                **summary,
+            }
+        )
         purchase.save(force_insert=True)
         if lines:
             line_points = earning.line_points if earning else (0,) * len(lines)
@@ -339,7 +345,11 @@ def _record_new_purchase(
             )
         if member is not None:
             ledger.post(
-                member, postings, effective_at=occurred_at, purchase=purchase, store=store,
+                member,
+                postings,
+                effective_at=occurred_at,
+                purchase=purchase,
+                store=store,
                 is_activity=True,
             )
     return Outcome(created=True, body=purchase.response)
@@ -419,9 +429,7 @@ def record_return(
     if head is None:
         raise errors.UnknownReceipt()
     try:
-        return _record_new_return(
-            store, head, return_id, amount, occurred_at, lines, request_hash
-        )
+        return _record_new_return(store, head, return_id, amount, occurred_at, lines, request_hash)
     except IntegrityError:
         existing = PurchaseReturn.objects.filter(
             purchase_id=head["pk"], return_id=return_id
@@ -469,17 +477,19 @@ def _record_new_return(store, head, return_id, amount, occurred_at, lines, reque
         summary = _member_summary(member)
         if member is not None and reverse:
             summary["points_pending" if is_pending else "points_available"] -= reverse
-        purchase_return.response = _dump({
-            "id": str(purchase_return.public_id),
-            "return_id": return_id,
-            "receipt_id": purchase.receipt_id,
-            "store": store.slug,
-            "amount": str(amount),
-            "occurred_at": _iso(occurred_at),
-            "points_reversed": reverse,
-            "purchase_returned_amount": str(returned_after),
-            **summary,
-        })
+        purchase_return.response = _dump(
+            {
+                "id": str(purchase_return.public_id),
+                "return_id": return_id,
+                "receipt_id": purchase.receipt_id,
+                "store": store.slug,
+                "amount": str(amount),
+                "occurred_at": _iso(occurred_at),
+                "points_reversed": reverse,
+                "purchase_returned_amount": str(returned_after),
+                **summary,
+            }
+        )
         purchase_return.save(force_insert=True)
         Purchase.objects.filter(pk=purchase.pk).update(
             returned_amount=returned_after, points_reversed=purchase.points_reversed + reverse
