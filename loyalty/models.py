@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.models import AbstractAPIKey
 
@@ -361,6 +362,19 @@ class EarningRule(models.Model):
 
     def __str__(self):
         return self.name
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        self._touch_program()
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        self._touch_program()
+        return result
+
+    def _touch_program(self):
+        # The program's updated_at is the version of its earning grid (loyalty/selectors.py).
+        Program.objects.filter(pk=self.program_id).update(updated_at=timezone.now())
 
     def clean(self):
         if self.store_id and self.store.program_id != self.program_id:

@@ -422,7 +422,7 @@ class ReturnView(PosAPIView):
                 receipt_id=receipt_id,
                 return_id=v["return_id"],
                 amount=v["amount"],
-                occurred_at=v.get("occurred_at") or timezone.now(),
+                occurred_at=v.get("occurred_at"),
                 purchase_store=purchase_store,
                 lines=tuple(
                     services.ReturnLineInput(sku=li["sku"], quantity=li["quantity"])

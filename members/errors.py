@@ -74,3 +74,9 @@ class InvalidAdjustment(DomainError):
     code = "invalid_adjustment"
     field = "points"
     title = _("An adjustment needs a non-zero number of points and a reason.")
+
+
+class UnknownReferralCode(DomainError):
+    code = "unknown_referral_code"
+    field = "referral_code"
+    title = _("No member of this program has this referral code.")

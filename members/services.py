@@ -111,9 +111,7 @@ def enrol_member(
             program=program, referral_code=referral_code.strip().upper()
         ).first()
         if referrer is None:
-            raise errors.DomainError(
-                "Unknown referral code.", field="referral_code", code="unknown_referral_code"
-            )
+            raise errors.UnknownReferralCode()
     now = timezone.now()
     tier = entry_tier(program)
     for _attempt in range(5):
@@ -257,9 +255,11 @@ def record_purchase(
             lines,
             request_hash,
         )
-    except IntegrityError:
-        # The unique (store, receipt_id) constraint decided: an earlier or concurrent request
-        # recorded this receipt. Answer as it did, or refuse a different content.
+    except (IntegrityError, errors.DomainError):
+        # Either the unique (store, receipt_id) constraint decided (an earlier or concurrent
+        # request recorded this receipt), or a check failed that may no longer hold for a
+        # late retry (its date left the back-dating window, the member was suspended since).
+        # Answer as the first request was answered, refuse another content, or re-raise.
         existing = Purchase.objects.filter(store=store, receipt_id=receipt_id).first()
         if existing is None:
             raise
@@ -397,7 +397,7 @@ def record_return(
     receipt_id: str,
     return_id: str,
     amount: Decimal,
-    occurred_at: datetime,
+    occurred_at: datetime | None = None,
     purchase_store: Store | None = None,
     lines: tuple[ReturnLineInput, ...] = (),
 ) -> Outcome:
@@ -421,6 +421,8 @@ def record_return(
             "lines": [[li.sku, str(li.quantity)] for li in lines],
         }
     )
+    # Hashed as sent: a retry of a return sent without a date is still the same request.
+    occurred_at = occurred_at or timezone.now()
     head = (
         Purchase.objects.filter(program=program, store=purchase_store, receipt_id=receipt_id)
         .values("pk", "member_id")
@@ -512,11 +514,10 @@ def _points_to_reverse(purchase: Purchase, amount: Decimal, lines) -> int:
     everything in several parts takes back exactly what was earned, never a point more."""
     earned = purchase.points_earned
     remaining = earned - purchase.points_reversed
-    if not earned or not remaining:
-        return 0
-    if purchase.returned_amount + amount == purchase.total_amount:
-        return remaining
+    is_last = purchase.returned_amount + amount == purchase.total_amount
     if not lines:
+        if is_last or not remaining:
+            return remaining
         target = rules.prorate(earned, purchase.returned_amount + amount, purchase.total_amount)
         return max(0, min(remaining, target - purchase.points_reversed))
     by_sku = {}
@@ -549,7 +550,7 @@ def _points_to_reverse(purchase: Purchase, amount: Decimal, lines) -> int:
         raise errors.LinesMismatch(
             f"The returned lines are worth {returned_value}, the amount is {amount}."
         )
-    return min(remaining, reverse)
+    return remaining if is_last else min(remaining, reverse)
 
 
 # Staff adjustments ----------------------------------------------------------------------------
