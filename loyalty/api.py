@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from django.http import Http404, HttpResponse
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions, status
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.parsers import JSONParser
@@ -82,10 +83,7 @@ class ApiKeyRateThrottle(BaseThrottle):
         try:
             count = cache.incr(key)
         except ValueError:
-            if cache.add(key, 1, timeout=120):
-                count = 1
-            else:
-                count = cache.incr(key)
+            count = 1 if cache.add(key, 1, timeout=120) else cache.incr(key)
         self._wait = 60 - (now % 60)
         return count <= settings.POS_API_RATE_PER_MINUTE
 
@@ -308,3 +306,19 @@ def idempotent(request, handler) -> HttpResponse:
                 response_body=response.content.decode(),
             )
     return response
+
+
+class StoreAPIKeyScheme(OpenApiAuthenticationExtension):
+    """Documents the API-key scheme in the OpenAPI schema."""
+
+    target_class = "loyalty.api.StoreAPIKeyAuthentication"
+    name = "StoreApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Api-Key <key>`: a store's key, from `manage.py create_api_key` or "
+            "the admin (shown once).",
+        }

@@ -222,6 +222,9 @@ class PurchaseLine(models.Model):
             ),
         ]
 
+    def __str__(self):
+        return f"{self.line_no}: {self.sku or self.category} x {self.quantity}"
+
 
 class PurchaseReturn(models.Model):
     """A full or partial return of a purchase; reverses the points earned on what came back."""
@@ -250,6 +253,9 @@ class PurchaseReturn(models.Model):
             models.UniqueConstraint(fields=["purchase", "return_id"], name="return_id_unique"),
             models.CheckConstraint(condition=Q(return_amount__gt=0), name="return_amount_positive"),
         ]
+
+    def __str__(self):
+        return f"{self.return_id} ({self.return_amount})"
 
 
 class PointsEntry(models.Model):

@@ -50,11 +50,9 @@ def test_database_refuses_to_change_ledger_rows(store, member, operation):
 
     buy(store, member, "L3", Decimal("12.00"))
     entries = PointsEntry.objects.filter(member=member)
+    change = (lambda: entries.update(points=1000)) if operation == "update" else entries.delete
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
-        if operation == "update":
-            entries.update(points=1000)
-        else:
-            entries.delete()
+        change()
     assert PointsEntry.objects.get(member=member).points == 12
 
 

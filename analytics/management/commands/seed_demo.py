@@ -1,0 +1,61 @@
+"""manage.py seed_demo: the demo program, idempotently; --members/--months/--seed for large,
+reproducible data sets (bulk inserts)."""
+
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.utils import timezone
+
+from loyalty.demo import seed_program
+from members.demo import generate_history
+from members.models import Member
+
+DEMO_STAFF = ("demo", "demo-loyalty-2026")
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo program (a French retail chain) with members and purchase history. "
+        "Idempotent: the history is generated once, when the program has no member yet."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--members", type=int, default=300, help="members to generate")
+        parser.add_argument("--months", type=int, default=12, help="months of history")
+        parser.add_argument("--seed", type=int, default=42, help="random seed (reproducible)")
+        parser.add_argument(
+            "--staff-user",
+            action="store_true",
+            help="also create the demo staff login (always done when DEBUG is on)",
+        )
+
+    def handle(self, *args, members, months, seed, staff_user, **options):
+        started = time.monotonic()
+        launch = (timezone.now() - timedelta(days=round((months + 12) * 30.44))).date()
+        program = seed_program(launch=launch)
+        self.stdout.write(f"program {program.name} ({program.slug}) ready")
+        if Member.objects.filter(program=program).exists():
+            self.stdout.write(
+                f"history already present ({Member.objects.filter(program=program).count()} "
+                "members): left as it is"
+            )
+        else:
+            stats = generate_history(program=program, members=members, months=months, seed=seed)
+            self.stdout.write(
+                f"generated {stats.members} members, {stats.purchases} member purchases, "
+                f"{stats.anonymous_purchases} anonymous purchases, {stats.entries} ledger rows"
+            )
+        if settings.DEBUG or staff_user:
+            username, password = DEMO_STAFF
+            user, created = get_user_model().objects.get_or_create(
+                username=username,
+                defaults={"is_staff": True, "is_superuser": True, "email": "demo@example.fr"},
+            )
+            if created:
+                user.set_password(password)
+                user.save(update_fields=["password"])
+            self.stdout.write(f"staff login: {username} / {password}")
+        self.stdout.write(f"seed_demo done in {time.monotonic() - started:.1f} s")
