@@ -8,7 +8,6 @@ sums of their rows, so `check_ledger` holds. Generated purchases carry no lines 
 program's channel rate times the member's tier multiplier.
 """
 
-import json
 import math
 import random
 import uuid
@@ -179,6 +178,19 @@ class _Writer:
             with connection.cursor() as cursor:
                 cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
 
+    def defer_checks(self) -> None:
+        """On PostgreSQL, as a superuser, skip the per-row foreign-key triggers for this
+        transaction: the rows are consistent by construction (ids are assigned here, parents
+        written first) and check_ledger verifies the result. Without that right, rows are
+        checked as usual, only slower."""
+        if not self.pg:
+            return
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            row = cursor.fetchone()
+            if row and row[0]:
+                cursor.execute("SET LOCAL session_replication_role = replica")
+
     def next_id(self, model) -> int:
         with connection.cursor() as cursor:
             cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {model._meta.db_table}")
@@ -284,6 +296,7 @@ def generate_history(*, program: Program, members: int, months: int, seed: int) 
     purchase_id = writer.next_id(Purchase)
     entry_id = writer.next_id(PointsEntry)
     with transaction.atomic():
+        writer.defer_checks()
         for chunk_start in range(0, members, CHUNK):
             member_rows, purchase_rows, entry_rows = [], [], []
             for i in range(chunk_start, min(members, chunk_start + CHUNK)):
@@ -505,31 +518,18 @@ def _ascii(name: str) -> str:
 def _purchase_row(rng, pid, program, store, member_id, at, amount, points, window, released):
     public_id = uuid.UUID(int=rng.getrandbits(128), version=4)
     receipt = f"{store.slug[:8].upper()}-{pid:09d}"
+    # Formatted by hand: json.dumps per row is the largest cost of a million-row load.
+    # Every interpolated value is a number, a UUID or a slug: nothing needs escaping.
     breakdown = (
-        [
-            {
-                "code": "base",
-                "name": "",
-                "factor": "1",
-                "amount": str(amount),
-                "points": points,
-                "rule_id": None,
-            }
-        ]
+        f'[{{"code":"base","name":"","factor":"1","amount":"{amount}","points":{points},'
+        f'"rule_id":null}}]'
         if member_id
-        else []
+        else "[]"
     )
     release_at = at + window if member_id and points else None
-    response = json.dumps(
-        {
-            "id": str(public_id),
-            "receipt_id": receipt,
-            "store": store.slug,
-            "amount": str(amount),
-            "currency": program.currency,
-            "points_earned": points,
-        },
-        separators=(",", ":"),
+    response = (
+        f'{{"id":"{public_id}","receipt_id":"{receipt}","store":"{store.slug}",'
+        f'"amount":"{amount}","currency":"{program.currency}","points_earned":{points}}}'
     )
     return (
         pid,
@@ -545,7 +545,7 @@ def _purchase_row(rng, pid, program, store, member_id, at, amount, points, windo
         points,
         Decimal("0"),
         0,
-        json.dumps(breakdown),
+        breakdown,
         release_at,
         (release_at or at) if released or not member_id or not points else None,
         "",
