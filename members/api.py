@@ -263,9 +263,10 @@ class LineIn(serializers.Serializer):
 
 
 class PurchaseRequest(serializers.Serializer):
+    # No "/": the receipt id is part of the returns URL.
     receipt_id = serializers.RegexField(
-        r"^[\x21-\x7e]{1,64}$",
-        error_messages={"invalid": _("1 to 64 printable characters, no spaces.")},
+        r"^[\x21-\x2e\x30-\x7e]{1,64}$",
+        error_messages={"invalid": _("1 to 64 printable characters, no spaces and no slash.")},
     )
     card_number = CardNumberField(required=False, allow_null=True)
     amount = money_field()

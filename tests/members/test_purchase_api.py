@@ -465,3 +465,17 @@ def test_quote_in_the_wrong_currency_is_422(api, member):
     )
     assert_problem(response, 422, "wrong_currency", field="currency")
     assert snapshot() == before
+
+
+def test_receipt_id_with_a_slash_is_refused_because_returns_could_not_address_it(api, member):
+    body = {
+        "receipt_id": "SHOP/1",
+        "card_number": member.card_number,
+        "amount": "10.00",
+        "currency": "EUR",
+        "occurred_at": timezone.now().isoformat(),
+    }
+    response = api.post("/api/v1/purchases/", body, format="json")
+    assert response.status_code == 400
+    assert response.json()["field"] == "receipt_id"
+    assert not Purchase.objects.exists()
