@@ -19,7 +19,8 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from .errors import Conflict, DomainError
-from .models import IdempotencyRecord, Program, StoreAPIKey
+from .models import IdempotencyRecord, Program, Store, StoreAPIKey
+from .sql import from_row, select_columns
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -36,6 +37,34 @@ class PosClient:
         self.program = api_key.store.program
 
 
+_API_KEY_SQL = None
+
+
+def _api_key_with_store(prefix: str) -> StoreAPIKey | None:
+    """The unrevoked key with this prefix, its store and program, in one precompiled query."""
+    global _API_KEY_SQL
+    if _API_KEY_SQL is None:
+        _API_KEY_SQL = (
+            f"SELECT {select_columns(StoreAPIKey, 'k')}, {select_columns(Store, 's')}, "
+            f"{select_columns(Program, 'p')} "
+            f"FROM {StoreAPIKey._meta.db_table} k "
+            f"JOIN {Store._meta.db_table} s ON s.id = k.store_id "
+            f"JOIN {Program._meta.db_table} p ON p.id = s.program_id "
+            "WHERE k.prefix = %s AND NOT k.revoked"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_API_KEY_SQL, [prefix])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    api_key, i = from_row(StoreAPIKey, row)
+    store, i = from_row(Store, row, i)
+    program, _ = from_row(Program, row, i)
+    store.program = program
+    api_key.store = store
+    return api_key
+
+
 class StoreAPIKeyAuthentication(BaseAuthentication):
     """`Authorization: Api-Key <key>`: one query, SHA-512 check of the key against its hash."""
 
@@ -50,11 +79,7 @@ class StoreAPIKeyAuthentication(BaseAuthentication):
         if scheme != self.keyword or not key:
             raise exceptions.AuthenticationFailed(_("Use the header Authorization: Api-Key <key>."))
         prefix = key.partition(".")[0]
-        api_key = (
-            StoreAPIKey.objects.select_related("store__program")
-            .filter(prefix=prefix, revoked=False)
-            .first()
-        )
+        api_key = _api_key_with_store(prefix)
         if api_key is None or api_key.has_expired or not api_key.is_valid(key):
             raise exceptions.AuthenticationFailed(_("Unknown, revoked or expired API key."))
         store = api_key.store
@@ -69,9 +94,31 @@ class StoreAPIKeyAuthentication(BaseAuthentication):
         return f'{self.keyword} realm="pos"'
 
 
+_redis_client = None
+
+
+def _throttle_count(key: str, ttl: int) -> int:
+    """Count one request in `key`: INCR and EXPIRE in one round trip to Redis when it is
+    configured (shared by every web worker), the Django cache otherwise."""
+    global _redis_client
+    if settings.REDIS_URL:
+        if _redis_client is None:
+            import redis
+
+            _redis_client = redis.Redis.from_url(settings.REDIS_URL)
+        pipe = _redis_client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, ttl)
+        return pipe.execute()[0]
+    try:
+        return cache.incr(key)
+    except ValueError:
+        return 1 if cache.add(key, 1, timeout=ttl) else cache.incr(key)
+
+
 class ApiKeyRateThrottle(BaseThrottle):
-    """A fixed one-minute window per API key, counted atomically in the cache (Redis in
-    production, so all web workers share the count)."""
+    """A fixed one-minute window per API key, counted atomically in Redis in production, so
+    that all web workers share the count."""
 
     def allow_request(self, request, view):
         client = request.user
@@ -79,11 +126,7 @@ class ApiKeyRateThrottle(BaseThrottle):
             return True
         now = time.time()
         window = int(now // 60)
-        key = f"throttle:pos:{client.api_key.pk}:{window}"
-        try:
-            count = cache.incr(key)
-        except ValueError:
-            count = 1 if cache.add(key, 1, timeout=120) else cache.incr(key)
+        count = _throttle_count(f"throttle:pos:{client.api_key.pk}:{window}", 120)
         self._wait = 60 - (now % 60)
         return count <= settings.POS_API_RATE_PER_MINUTE
 

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import F, Value
-from django.db.models.functions import Coalesce, Greatest
+
+from loyalty.models import Tier
+from loyalty.sql import from_row, insert, select_columns
 
 from .models import Member, PointsEntry
 
@@ -37,6 +38,31 @@ def lock_member(queryset) -> Member:
     Only the member row is locked (`of=self`), so the tier table stays free.
     """
     return queryset.select_related("tier").select_for_update(of=("self",)).get()
+
+
+_LOCK_BY_CARD_SQL = None
+
+
+def lock_member_by_card(program_id: int, card_number: str) -> Member:
+    """`lock_member` for the POS hot path: the member with this card in this program, locked,
+    with its tier, in one precompiled query. Raises Member.DoesNotExist."""
+    global _LOCK_BY_CARD_SQL
+    if _LOCK_BY_CARD_SQL is None:
+        _LOCK_BY_CARD_SQL = (
+            f"SELECT {select_columns(Member, 'm')}, {select_columns(Tier, 't')} "
+            f"FROM {Member._meta.db_table} m LEFT JOIN {Tier._meta.db_table} t "
+            "ON t.id = m.tier_id WHERE m.program_id = %s AND m.card_number = %s "
+            + ("FOR UPDATE OF m" if connection.vendor == "postgresql" else "")
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_BY_CARD_SQL, [program_id, card_number])
+        row = cursor.fetchone()
+    if row is None:
+        raise Member.DoesNotExist
+    member, i = from_row(Member, row)
+    tier, _ = from_row(Tier, row, i)
+    member.tier = tier
+    return member
 
 
 def post(
@@ -78,39 +104,33 @@ def post(
         for p in postings
         if p.points
     ]
-    if not rows:
-        if is_activity:
-            _touch_activity(member, effective_at)
-        return []
     d_available = sum(r.points for r in rows if r.bucket == Bucket.AVAILABLE)
     d_pending = sum(r.points for r in rows if r.bucket == Bucket.PENDING)
     d_lifetime = sum(r.points for r in rows if r.kind in LIFETIME_KINDS)
-    PointsEntry.objects.bulk_create(rows)
-    changes = {
-        "points_available": F("points_available") + d_available,
-        "points_pending": F("points_pending") + d_pending,
-        "points_lifetime": F("points_lifetime") + d_lifetime,
-    }
-    if is_activity:
-        changes["last_activity_at"] = _later_activity(effective_at)
-    Member.objects.filter(pk=member.pk).update(**changes)
+    insert(rows)
+    # The member row is locked and was read under the lock, so its last activity is current; a
+    # back-dated purchase must not move it back in time.
+    last_activity = member.last_activity_at
+    if is_activity and (last_activity is None or last_activity < effective_at):
+        last_activity = effective_at
+    if rows or last_activity != member.last_activity_at:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _UPDATE_BALANCES_SQL,
+                [d_available, d_pending, d_lifetime, last_activity, member.pk],
+            )
     member.points_available += d_available
     member.points_pending += d_pending
     member.points_lifetime += d_lifetime
-    if is_activity and (member.last_activity_at is None or member.last_activity_at < effective_at):
-        member.last_activity_at = effective_at
+    member.last_activity_at = last_activity
     return rows
 
 
-def _later_activity(at: datetime):
-    # A back-dated purchase must not move the last activity back in time.
-    return Greatest(Coalesce(F("last_activity_at"), Value(at)), Value(at))
-
-
-def _touch_activity(member: Member, at: datetime) -> None:
-    Member.objects.filter(pk=member.pk).update(last_activity_at=_later_activity(at))
-    if member.last_activity_at is None or member.last_activity_at < at:
-        member.last_activity_at = at
+_UPDATE_BALANCES_SQL = (
+    f"UPDATE {Member._meta.db_table} SET points_available = points_available + %s, "
+    "points_pending = points_pending + %s, points_lifetime = points_lifetime + %s, "
+    "last_activity_at = %s WHERE id = %s"
+)
 
 
 MISMATCH_SQL = """

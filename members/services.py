@@ -19,6 +19,7 @@ from django.utils import timezone
 from loyalty import rules
 from loyalty.models import Program, Store
 from loyalty.selectors import entry_tier, program_rules, tier_bonus
+from loyalty.sql import insert
 
 from . import errors, ledger
 from .cards import new_card_number, new_referral_code, normalize_card_number
@@ -166,9 +167,13 @@ def _check_basket(program: Program, amount: Decimal, currency: str, lines) -> No
 
 
 def _member_for_card(program: Program, card_number: str, *, lock: bool) -> Member:
-    queryset = Member.objects.filter(program=program, card_number=card_number)
     try:
-        member = ledger.lock_member(queryset) if lock else queryset.select_related("tier").get()
+        if lock:
+            member = ledger.lock_member_by_card(program.pk, card_number)
+        else:
+            member = Member.objects.select_related("tier").get(
+                program=program, card_number=card_number
+            )
     except Member.DoesNotExist:
         raise errors.UnknownCard() from None
     if member.status != Member.Status.ACTIVE:
@@ -327,21 +332,23 @@ def _record_new_purchase(
                 **summary,
             }
         )
-        purchase.save(force_insert=True)
+        insert([purchase])
         if lines:
             line_points = earning.line_points if earning else (0,) * len(lines)
-            PurchaseLine.objects.bulk_create(
-                PurchaseLine(
-                    purchase=purchase,
-                    line_no=i,
-                    sku=li.sku,
-                    category=li.category,
-                    quantity=li.quantity,
-                    unit_price=li.unit_price,
-                    line_amount=li.amount,
-                    points_earned=line_points[i - 1],
-                )
-                for i, li in enumerate(lines, start=1)
+            insert(
+                [
+                    PurchaseLine(
+                        purchase=purchase,
+                        line_no=i,
+                        sku=li.sku,
+                        category=li.category,
+                        quantity=li.quantity,
+                        unit_price=li.unit_price,
+                        line_amount=li.amount,
+                        points_earned=line_points[i - 1],
+                    )
+                    for i, li in enumerate(lines, start=1)
+                ]
             )
         if member is not None:
             ledger.post(
