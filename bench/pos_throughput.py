@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import random
 import re
@@ -38,6 +39,7 @@ import uuid
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -56,6 +58,9 @@ PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 # "tobacco", so baskets exercise the base rate, a multiplier and an exclusion.
 CATEGORIES = ("grocery", "beauty", "hygiene", "tobacco", "home")
 QUERY_COUNT_PURCHASES = 20
+# Share of one core, beyond the processes measured, above which a run is flagged as disturbed
+# (the kernel's own networking share is a few percent).
+OTHER_CPU_LIMIT_PCT = 15
 
 
 # Request bodies ------------------------------------------------------------------------------
@@ -92,7 +97,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
     """Nearest-rank percentile of an already sorted list (0 for an empty one)."""
     if not sorted_values:
         return 0.0
-    rank = max(1, min(len(sorted_values), round(p / 100 * len(sorted_values) + 0.5)))
+    rank = max(1, min(len(sorted_values), math.ceil(p / 100 * len(sorted_values))))
     return sorted_values[rank - 1]
 
 
@@ -116,8 +121,6 @@ def django_setup(members: int) -> None:
     import django
 
     django.setup()
-    from decimal import Decimal
-
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
@@ -227,8 +230,6 @@ def _describe(statement: str) -> str:
     desc = f"{verb} {table.group(1) if table else ''}".strip()
     if "FOR UPDATE" in text:
         desc += " FOR UPDATE"
-    if verb == "INSERT":
-        desc += f" ({text.count('), (') + 1} row(s))"
     return desc
 
 
@@ -635,8 +636,7 @@ WHERE id = %s
 """
 
 
-def sql_purchase(conn, rng, prefix, cards, receipt_id) -> None:
-    from decimal import Decimal
+def sql_purchase(conn, rng, prefix, cards, receipt_id, with_rules: bool) -> None:
 
     body = purchase_body(rng, rng.choice(cards), receipt_id)
     occurred = datetime.fromisoformat(body["occurred_at"])
@@ -646,7 +646,8 @@ def sql_purchase(conn, rng, prefix, cards, receipt_id) -> None:
     # Like Django: the key and the rules are read in autocommit, the rest in one transaction.
     key = conn.execute(SQL_API_KEY, [prefix]).fetchone()
     store_id, program_id = key[0], key[1]
-    conn.execute(SQL_RULES, [program_id]).fetchall()
+    if with_rules:  # only while the application reads the rules on every purchase
+        conn.execute(SQL_RULES, [program_id]).fetchall()
     with conn.transaction():
         member_id = conn.execute(SQL_MEMBER, [body["card_number"], program_id]).fetchone()[0]
         breakdown = [
@@ -709,7 +710,9 @@ def sql_purchase(conn, rng, prefix, cards, receipt_id) -> None:
             conn.execute(SQL_MEMBER_UPDATE, [points, points, occurred, occurred, member_id])
 
 
-def sql_baseline(url, prefix, cards, clients, seconds, warmup, meter: CpuMeter) -> Tally:
+def sql_baseline(
+    url, prefix, cards, clients, seconds, warmup, meter: CpuMeter, with_rules: bool
+) -> Tally:
     now = time.perf_counter()
     tally = Tally(measure_from=now + warmup, stop_at=now + seconds)
     lock = threading.Lock()
@@ -723,7 +726,7 @@ def sql_baseline(url, prefix, cards, clients, seconds, warmup, meter: CpuMeter) 
                 seq += 1
                 t0 = time.perf_counter()
                 try:
-                    sql_purchase(conn, rng, prefix, cards, f"SQL-{run}-{n}-{seq}")
+                    sql_purchase(conn, rng, prefix, cards, f"SQL-{run}-{n}-{seq}", with_rules)
                 except psycopg.Error as exc:
                     with lock:
                         tally.error(type(exc).__name__, str(exc))
@@ -769,6 +772,11 @@ def database_counters(url: str, dbname: str) -> dict:
     )
 
 
+def disturbed(cpu: dict) -> bool:
+    """Whether other work took a noticeable share of the machine while measuring."""
+    return cpu["other_pct_of_one_core"] > OTHER_CPU_LIMIT_PCT
+
+
 def print_tally(title: str, tally: Tally, rate: float) -> None:
     lat = latency_summary(tally.latencies)
     print(
@@ -777,6 +785,11 @@ def print_tally(title: str, tally: Tally, rate: float) -> None:
         f"p99 {lat['p99_ms']} ms, max {lat['max_ms']} ms"
     )
     print(f"  CPU: {describe_cpu(tally.cpu)}")
+    if disturbed(tally.cpu):
+        print(
+            f"  WARNING: {tally.cpu['other_pct_of_one_core']}% of a core went to other work "
+            "during the measurement: the figures are low"
+        )
     for kind, count in sorted(tally.errors.items()):
         print(f"  ERROR {kind} x{count}: {tally.error_samples[kind]}")
 
@@ -801,6 +814,8 @@ def main() -> int:
     if args.warmup >= args.seconds:
         parser.error("--warmup must be shorter than --seconds")
 
+    # A SIGTERM (e.g. from run_all's caller) unwinds like Ctrl-C, so gunicorn is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     busy_before = machine_busy_pct()
     print(f"machine: {os.cpu_count()} cores, {busy_before}% busy before the run")
@@ -880,7 +895,12 @@ def main() -> int:
     if not args.skip_baseline:
         meter = CpuMeter({"postgres": lambda: _postgres_pids(dbname)})
         prefix = key.partition(".")[0]
-        baseline = sql_baseline(url, prefix, cards, args.clients, args.seconds, args.warmup, meter)
+        # The baseline mirrors the statements captured above: the earning rules are read only
+        # if the application reads them on every purchase.
+        with_rules = any("loyalty_earningrule" in st for st in data["statements"])
+        baseline = sql_baseline(
+            url, prefix, cards, args.clients, args.seconds, args.warmup, meter, with_rules
+        )
         print_tally(
             f"SQL baseline ({args.clients} psycopg threads)", baseline, measured_rate(baseline)
         )
@@ -899,6 +919,7 @@ def main() -> int:
         "cpu": http.cpu,
         "cpu_ms_per_purchase": cpu_ms_per_op(http.cpu, len(http.latencies)),
         "machine_busy_before_pct": busy_before,
+        "disturbed": disturbed(http.cpu),
         "pg_counters_per_purchase": server,
         "in_process_ms": data["in_process_ms"],
         "in_process_cpu_ms": data["in_process_cpu_ms"],
@@ -918,7 +939,7 @@ def main() -> int:
         f"pos_throughput: purchases_per_s={result['purchases_per_s']} p50_ms={lat['p50_ms']} "
         f"p90_ms={lat['p90_ms']} p99_ms={lat['p99_ms']} max_ms={lat['max_ms']} "
         f"queries_per_purchase={data['queries_per_purchase']:g} errors={errors} "
-        f"workers={args.workers} clients={args.clients}"
+        f"workers={args.workers} clients={args.clients} disturbed={int(result['disturbed'])}"
     )
     if baseline is not None:
         base_rate = measured_rate(baseline)
@@ -930,6 +951,7 @@ def main() -> int:
             "errors": sum(baseline.errors.values()),
             "cpu": baseline.cpu,
             "cpu_ms_per_tx": cpu_ms_per_op(baseline.cpu, len(baseline.latencies)),
+            "disturbed": disturbed(baseline.cpu),
         }
         result["ratio_http_to_sql"] = round(ratio, 3)
         print(

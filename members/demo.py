@@ -1,16 +1,22 @@
 """Reproducible demo history: members, a year of purchases (member and anonymous) and their
 ledger, generated in bulk (PostgreSQL COPY; multi-row inserts on SQLite).
 
-This is a bulk loader, not a business action: it writes rows that are exactly what the
-services would have written for the same purchases (earn in pending, then a balanced release
-to available once the return window closed) and sets each member's cached balances to the
-sums of their rows, so `check_ledger` holds. Generated purchases carry no lines and earn the
-program's channel rate times the member's tier multiplier.
+This is a bulk loader, not a business action. Its rows are what live traffic leaves behind,
+with one shortcut: points of purchases whose return window has closed are loaded directly in
+the available bucket (one earn row), where live traffic writes an earn in pending and a
+balanced release pair; recent purchases stay pending with their release date. Each member's
+cached balances are set to the sums of their rows, so `check_ledger` holds. Generated
+purchases carry no lines and earn the program's channel rate times the member's tier
+multiplier.
 """
 
+import bisect
+import itertools
 import math
+import queue
 import random
-import uuid
+import threading
+from collections import namedtuple
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -121,6 +127,9 @@ SEASON = {
 SEGMENTS = [(0.12, 2.2), (0.33, 0.75), (0.35, 0.3), (0.20, 0.35)]  # last: churning
 ANONYMOUS_PER_MEMBER_PURCHASE = 0.45
 CHUNK = 5000
+_StoreInfo = namedtuple("_StoreInfo", "pk slug channel")
+CHANNELS = ["shop", "web", "app"]
+CHANNEL_CUMULATIVE = [0.7, 0.9]  # 70% shop, 20% web, 10% app
 
 
 @dataclass
@@ -131,10 +140,61 @@ class DemoStats:
     entries: int = 0
 
 
+class _UUIDText(str):
+    """A UUID as text (8-4-4-4-12), drawn cheaply; SQLite gets it as Django stores UUIDs."""
+
+
+def _uuid4(rng: random.Random) -> _UUIDText:
+    """A version-4 UUID drawn from `rng` (reproducible), as text."""
+    n = rng.getrandbits(128) & ~(0xF000 << 64) | (0x4000 << 64)
+    h = f"{n & ~(0xC000 << 48) | (0x8000 << 48):032x}"
+    return _UUIDText(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+
+
+_FORMATTERS = {}
+
+
+def _copy_formatter(table: str):
+    """A function turning one row of `table` into a line of COPY text.
+
+    One `str.format` call per row: formatting value by value was the largest remaining cost
+    of the load. Only the nullable and boolean columns need a look; the generator's strings
+    (names from fixed lists, slugs, digits, JSON of numbers) never hold a tab, a newline or a
+    backslash, which COPY text would need escaped.
+    """
+    if table in _FORMATTERS:
+        return _FORMATTERS[table]
+    model = {m._meta.db_table: m for m in (Member, Purchase, PointsEntry)}[table]
+    columns = {
+        "members_member": MEMBER_COLUMNS,
+        "members_purchase": PURCHASE_COLUMNS,
+        "members_pointsentry": ENTRY_COLUMNS,
+    }[table]
+    by_column = {f.column: f for f in model._meta.concrete_fields}
+    nullable = [i for i, c in enumerate(columns) if by_column[c].null]
+    booleans = [
+        i for i, c in enumerate(columns) if by_column[c].get_internal_type() == "BooleanField"
+    ]
+    template = "\t".join(f"{{{i}}}" for i in range(len(columns))) + "\n"
+    fmt = template.format
+
+    def to_text(row):
+        values = list(row)
+        for i in nullable:
+            if values[i] is None:
+                values[i] = "\\N"
+        for i in booleans:
+            values[i] = "t" if values[i] else "f"
+        return fmt(*values)
+
+    _FORMATTERS[table] = to_text
+    return to_text
+
+
 def _sqlite_value(value):
     """Values as Django stores them in SQLite: UUIDs as hex, times as naive UTC text."""
-    if isinstance(value, uuid.UUID):
-        return value.hex
+    if isinstance(value, _UUIDText):
+        return value.replace("-", "")
     if isinstance(value, datetime):
         return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
     if isinstance(value, Decimal | date):
@@ -157,21 +217,68 @@ def _referral(seed: int, i: int) -> str:
 
 
 class _Writer:
-    """COPY on PostgreSQL, multi-row INSERT elsewhere."""
+    """COPY on PostgreSQL, multi-row INSERT elsewhere.
+
+    On PostgreSQL a writer thread streams each chunk with COPY while the caller generates the
+    next one, so that the server's work overlaps Python's. It uses the same connection, inside
+    the caller's transaction; the caller does not touch the connection until `close()`.
+    """
 
     def __init__(self):
         self.pg = connection.vendor == "postgresql"
+        self._queue = None
+        self._thread = None
+        self._error = None
+
+    def start(self) -> None:
+        if not self.pg:
+            return
+        connection.ensure_connection()
+        raw = connection.connection
+        self._queue = queue.Queue(maxsize=2)
+
+        def run():
+            while (item := self._queue.get()) is not None:
+                if self._error is None:
+                    try:
+                        self._copy(raw, *item)
+                    except BaseException as exc:  # re-raised by close()
+                        self._error = exc
+
+        self._thread = threading.Thread(target=run, name="seed-copy", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Wait until everything queued is written; raise the writer's error, if any."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            raise self._error
+
+    @staticmethod
+    def _copy(raw, table: str, cols: str, rows: list[tuple]) -> None:
+        to_text = _copy_formatter(table)
+        with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            for start in range(0, len(rows), 10000):
+                copy.write("".join(map(to_text, rows[start : start + 10000])))
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
     def write(self, table: str, columns: list[str], rows: list[tuple]) -> None:
         if not rows:
             return
         cols = ", ".join(columns)
-        if self.pg:
-            with connection.cursor() as cursor:
-                raw = cursor.cursor
-                with raw.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
+        if self._thread is not None:
+            if self._error is not None:
+                self.close()
+            self._queue.put((table, cols, rows))
         else:
             marks = ", ".join(["%s"] * len(columns))
             rows = [tuple(_sqlite_value(v) for v in row) for row in rows]
@@ -279,7 +386,13 @@ def generate_history(*, program: Program, members: int, months: int, seed: int) 
     stats = DemoStats()
     now = timezone.now().replace(microsecond=0)
     tz = program.tzinfo
-    stores = list(Store.objects.filter(program=program, is_active=True).order_by("pk"))
+    # Plain tuples: model attribute access (pk is a property) adds up over millions of rows.
+    stores = [
+        _StoreInfo(*row)
+        for row in Store.objects.filter(program=program, is_active=True)
+        .order_by("pk")
+        .values_list("pk", "slug", "channel")
+    ]
     tiers = list(Tier.objects.filter(program=program).order_by("-rank"))
     rates = _channel_rates(program)
     store_weights = [
@@ -288,186 +401,172 @@ def generate_history(*, program: Program, members: int, months: int, seed: int) 
         else (0.2 if s.channel == "web" else 0.1)
         for s in stores
     ]
+    total = sum(store_weights)
+    store_cumulative = list(itertools.accumulate(w / total for w in store_weights))[:-1]
     window = timedelta(days=program.return_window_days)
     start = now - timedelta(days=round(months * 30.44))
     month_starts = _month_starts(start, now, tz)
     writer = _Writer()
+    program_pk = program.pk
     member_id = writer.next_id(Member)
     purchase_id = writer.next_id(Purchase)
     entry_id = writer.next_id(PointsEntry)
     with transaction.atomic():
         writer.defer_checks()
-        for chunk_start in range(0, members, CHUNK):
-            member_rows, purchase_rows, entry_rows = [], [], []
-            for i in range(chunk_start, min(members, chunk_start + CHUNK)):
-                enrolled = (
-                    start
-                    - timedelta(days=365)
-                    + timedelta(
-                        seconds=rng.random() * (now - start + timedelta(days=365)).total_seconds()
+        with writer:
+            for chunk_start in range(0, members, CHUNK):
+                member_rows, purchase_rows, entry_rows = [], [], []
+                for i in range(chunk_start, min(members, chunk_start + CHUNK)):
+                    enrolled = (
+                        start
+                        - timedelta(days=365)
+                        + timedelta(
+                            seconds=rng.random()
+                            * (now - start + timedelta(days=365)).total_seconds()
+                        )
                     )
-                )
-                r, rate, churn_at = rng.random(), 0.3, None
-                acc = 0.0
-                for k, (share, monthly) in enumerate(SEGMENTS):
-                    acc += share
-                    if r <= acc:
-                        rate = monthly
-                        if k == len(SEGMENTS) - 1:
-                            churn_at = enrolled + (now - enrolled) * rng.uniform(0.2, 0.7)
-                        break
-                taste = rng.lognormvariate(0, 0.35)  # some members buy bigger baskets
-                member_purchases = []
-                for m_start, m_end in month_starts:
-                    if m_end <= enrolled or (churn_at and m_start > churn_at):
-                        continue
-                    expected = rate * SEASON[m_start.astimezone(tz).month]
-                    count = int(expected) + (rng.random() < expected - int(expected))
-                    for _ in range(count):
-                        lo = max(m_start, enrolled)
-                        at = lo + timedelta(seconds=rng.random() * (m_end - lo).total_seconds())
-                        at = at.replace(microsecond=0)
-                        if at > now:
+                    r, rate, churn_at = rng.random(), 0.3, None
+                    acc = 0.0
+                    for k, (share, monthly) in enumerate(SEGMENTS):
+                        acc += share
+                        if r <= acc:
+                            rate = monthly
+                            if k == len(SEGMENTS) - 1:
+                                churn_at = enrolled + (now - enrolled) * rng.uniform(0.2, 0.7)
+                            break
+                    taste = rng.lognormvariate(0, 0.35)  # some members buy bigger baskets
+                    member_purchases = []
+                    for m_start, m_end in month_starts:
+                        if m_end <= enrolled or (churn_at and m_start > churn_at):
                             continue
-                        amount = _amount(rng, 3.55, taste)
-                        store = rng.choices(stores, store_weights)[0]
-                        member_purchases.append((at, amount, store))
-                member_purchases.sort(key=lambda p: p[0])
-                spend_12m = sum(
-                    a for at, a, _s in member_purchases if at > now - timedelta(days=365)
-                )
-                tier = next((t for t in tiers if spend_12m >= t.qualify_threshold), tiers[-1])
-                available = pending = lifetime = 0
-                for at, amount, store in member_purchases:
-                    points = int(
-                        (amount * rates[store.channel] * tier.earn_multiplier).to_integral_value(
-                            ROUND_FLOOR
-                        )
+                        expected = rate * SEASON[m_start.astimezone(tz).month]
+                        count = int(expected) + (rng.random() < expected - int(expected))
+                        for _ in range(count):
+                            lo = max(m_start, enrolled)
+                            at = lo + timedelta(seconds=rng.random() * (m_end - lo).total_seconds())
+                            at = at.replace(microsecond=0)
+                            if at > now:
+                                continue
+                            amount = _amount(rng, 3.55, taste)
+                            store = stores[bisect.bisect(store_cumulative, rng.random())]
+                            member_purchases.append((at, amount, store))
+                    member_purchases.sort(key=lambda p: p[0])
+                    spend_12m = sum(
+                        a for at, a, _s in member_purchases if at > now - timedelta(days=365)
                     )
-                    released = at + window <= now
-                    purchase_rows.append(
-                        _purchase_row(
-                            rng,
-                            purchase_id,
-                            program,
-                            store,
-                            member_id,
-                            at,
-                            amount,
-                            points,
-                            window,
-                            released,
-                        )
-                    )
-                    if points:
-                        txn = uuid.UUID(int=rng.getrandbits(128), version=4)
-                        entry_rows.append(
+                    tier = next((t for t in tiers if spend_12m >= t.qualify_threshold), tiers[-1])
+                    available = pending = lifetime = 0
+                    for at, amount, store in member_purchases:
+                        points = int(
                             (
-                                entry_id,
-                                txn,
-                                program.pk,
-                                member_id,
-                                "earn",
-                                "pending",
-                                points,
-                                at,
-                                at,
-                                purchase_id,
-                                None,
-                                store.pk,
-                                None,
-                                "",
-                            )
+                                amount * rates[store.channel] * tier.earn_multiplier
+                            ).to_integral_value(ROUND_FLOOR)
                         )
-                        entry_id += 1
-                        lifetime += points
-                        if released:
-                            rel = uuid.UUID(int=rng.getrandbits(128), version=4)
-                            for bucket, pts in (("pending", -points), ("available", points)):
-                                entry_rows.append(
-                                    (
-                                        entry_id,
-                                        rel,
-                                        program.pk,
-                                        member_id,
-                                        "release",
-                                        bucket,
-                                        pts,
-                                        at + window,
-                                        at + window,
-                                        purchase_id,
-                                        None,
-                                        None,
-                                        None,
-                                        "",
-                                    )
-                                )
-                                entry_id += 1
-                            available += points
-                        else:
-                            pending += points
-                    purchase_id += 1
-                    stats.purchases += 1
-                    for _ in range(_poisson_small(rng, ANONYMOUS_PER_MEMBER_PURCHASE)):
-                        anon_at = at + timedelta(minutes=rng.randint(-600, 600))
-                        if anon_at > now:
-                            continue
+                        released = at + window <= now
                         purchase_rows.append(
                             _purchase_row(
                                 rng,
                                 purchase_id,
                                 program,
-                                rng.choices(stores, store_weights)[0],
-                                None,
-                                anon_at,
-                                _amount(rng, 3.2, 1.0),
-                                0,
+                                store,
+                                member_id,
+                                at,
+                                amount,
+                                points,
                                 window,
-                                True,
+                                released,
                             )
                         )
+                        if points:
+                            # Points whose return window closed long ago are loaded as already
+                            # available: one row, where live traffic would have written an earn
+                            # in pending and a release pair. Balances and kinds are the same.
+                            entry_rows.append(
+                                (
+                                    entry_id,
+                                    _uuid4(rng),
+                                    program_pk,
+                                    member_id,
+                                    "earn",
+                                    "available" if released else "pending",
+                                    points,
+                                    at,
+                                    at,
+                                    purchase_id,
+                                    None,
+                                    store.pk,
+                                    None,
+                                    "",
+                                )
+                            )
+                            entry_id += 1
+                            lifetime += points
+                            if released:
+                                available += points
+                            else:
+                                pending += points
                         purchase_id += 1
-                        stats.anonymous_purchases += 1
-                first = rng.choice(FIRST_NAMES)
-                last = rng.choice(LAST_NAMES)
-                consent = rng.random() < 0.55
-                last_activity = member_purchases[-1][0] if member_purchases else None
-                channel = rng.choices(["shop", "web", "app"], [0.7, 0.2, 0.1])[0]
-                member_rows.append(
-                    (
-                        member_id,
-                        program.pk,
-                        _card(seed, i),
-                        f"{_ascii(first)}.{_ascii(last)}.{i}@example.fr".lower(),
-                        "",
-                        first,
-                        last,
-                        (now - timedelta(days=rng.randint(18 * 365, 75 * 365))).date(),
-                        "fr" if rng.random() < 0.85 else "en",
-                        consent,
-                        enrolled if consent else None,
-                        "active",
-                        enrolled,
-                        channel,
-                        next((s.pk for s in stores if s.channel == channel), None),
-                        _referral(seed, i),
-                        None,
-                        tier.pk,
-                        available,
-                        pending,
-                        lifetime,
-                        last_activity,
-                        enrolled,
-                        now,
+                        stats.purchases += 1
+                        for _ in range(_poisson_small(rng, ANONYMOUS_PER_MEMBER_PURCHASE)):
+                            anon_at = at + timedelta(minutes=rng.randint(-600, 600))
+                            if anon_at > now:
+                                continue
+                            purchase_rows.append(
+                                _purchase_row(
+                                    rng,
+                                    purchase_id,
+                                    program,
+                                    stores[bisect.bisect(store_cumulative, rng.random())],
+                                    None,
+                                    anon_at,
+                                    _amount(rng, 3.2, 1.0),
+                                    0,
+                                    window,
+                                    True,
+                                )
+                            )
+                            purchase_id += 1
+                            stats.anonymous_purchases += 1
+                    first = rng.choice(FIRST_NAMES)
+                    last = rng.choice(LAST_NAMES)
+                    consent = rng.random() < 0.55
+                    last_activity = member_purchases[-1][0] if member_purchases else None
+                    channel = CHANNELS[bisect.bisect(CHANNEL_CUMULATIVE, rng.random())]
+                    member_rows.append(
+                        (
+                            member_id,
+                            program_pk,
+                            _card(seed, i),
+                            f"{_ascii(first)}.{_ascii(last)}.{i}@example.fr".lower(),
+                            "",
+                            first,
+                            last,
+                            (now - timedelta(days=rng.randint(18 * 365, 75 * 365))).date(),
+                            "fr" if rng.random() < 0.85 else "en",
+                            consent,
+                            enrolled if consent else None,
+                            "active",
+                            enrolled,
+                            channel,
+                            next((s.pk for s in stores if s.channel == channel), None),
+                            _referral(seed, i),
+                            None,
+                            tier.pk,
+                            available,
+                            pending,
+                            lifetime,
+                            last_activity,
+                            enrolled,
+                            now,
+                        )
                     )
-                )
-                member_id += 1
-            # Members first: purchases and ledger rows point to them.
-            writer.write(Member._meta.db_table, MEMBER_COLUMNS, member_rows)
-            writer.write(Purchase._meta.db_table, PURCHASE_COLUMNS, purchase_rows)
-            writer.write(PointsEntry._meta.db_table, ENTRY_COLUMNS, entry_rows)
-            stats.members += len(member_rows)
-            stats.entries += len(entry_rows)
+                    member_id += 1
+                # Members first: purchases and ledger rows point to them.
+                writer.write(Member._meta.db_table, MEMBER_COLUMNS, member_rows)
+                writer.write(Purchase._meta.db_table, PURCHASE_COLUMNS, purchase_rows)
+                writer.write(PointsEntry._meta.db_table, ENTRY_COLUMNS, entry_rows)
+                stats.members += len(member_rows)
+                stats.entries += len(entry_rows)
         for model in (Member, Purchase, PointsEntry):
             writer.reset_sequence(model)
     return stats
@@ -498,7 +597,7 @@ def _month_starts(start: datetime, now: datetime, tz) -> list[tuple[datetime, da
 
 
 def _amount(rng: random.Random, mu: float, taste: float) -> Decimal:
-    value = max(3.0, rng.lognormvariate(mu, 0.55) * taste)
+    value = max(3.0, math.exp(rng.gauss(mu, 0.55)) * taste)
     return Decimal(f"{value:.2f}")
 
 
@@ -516,7 +615,7 @@ def _ascii(name: str) -> str:
 
 
 def _purchase_row(rng, pid, program, store, member_id, at, amount, points, window, released):
-    public_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+    public_id = _uuid4(rng)
     receipt = f"{store.slug[:8].upper()}-{pid:09d}"
     # Formatted by hand: json.dumps per row is the largest cost of a million-row load.
     # Every interpolated value is a number, a UUID or a slug: nothing needs escaping.
