@@ -150,7 +150,7 @@ class Program(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(expiry_policy="none", expiry_months__isnull=True)
-                | (~Q(expiry_policy="none") & Q(expiry_months__gte=1)),
+                | (~Q(expiry_policy="none") & Q(expiry_months__isnull=False, expiry_months__gte=1)),
                 name="program_expiry_months_match_policy",
             ),
             models.CheckConstraint(
@@ -436,7 +436,12 @@ class ProgramCost(models.Model):
                 condition=Q(cost_amount__gt=0), name="program_cost_amount_positive"
             ),
             models.CheckConstraint(
-                condition=Q(kind="one_off", amortisation_months__gte=1, ends_on__isnull=True)
+                condition=Q(
+                    kind="one_off",
+                    amortisation_months__isnull=False,
+                    amortisation_months__gte=1,
+                    ends_on__isnull=True,
+                )
                 | Q(kind="recurring", amortisation_months__isnull=True),
                 name="program_cost_kind_fields",
             ),

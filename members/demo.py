@@ -13,10 +13,14 @@ multiplier.
 import bisect
 import itertools
 import math
+import multiprocessing
+import os
 import queue
 import random
 import threading
+import zoneinfo
 from collections import namedtuple
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -25,6 +29,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from loyalty.models import EarningRule, Program, Store, Tier
+from loyalty.processes import setup_django
 
 from .cards import REFERRAL_ALPHABET, luhn_check_digit
 from .models import Member, PointsEntry, Purchase
@@ -258,11 +263,9 @@ class _Writer:
             raise self._error
 
     @staticmethod
-    def _copy(raw, table: str, cols: str, rows: list[tuple]) -> None:
-        to_text = _copy_formatter(table)
+    def _copy(raw, table: str, cols: str, text: str) -> None:
         with raw.cursor() as cursor, cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-            for start in range(0, len(rows), 10000):
-                copy.write("".join(map(to_text, rows[start : start + 10000])))
+            copy.write(text)
 
     def __enter__(self):
         self.start()
@@ -271,7 +274,8 @@ class _Writer:
     def __exit__(self, *exc_info):
         self.close()
 
-    def write(self, table: str, columns: list[str], rows: list[tuple]) -> None:
+    def write(self, table: str, columns: list[str], rows) -> None:
+        """Write `rows`: COPY text on PostgreSQL, a list of tuples elsewhere."""
         if not rows:
             return
         cols = ", ".join(columns)
@@ -281,7 +285,6 @@ class _Writer:
             self._queue.put((table, cols, rows))
         else:
             marks = ", ".join(["%s"] * len(columns))
-            rows = [tuple(_sqlite_value(v) for v in row) for row in rows]
             with connection.cursor() as cursor:
                 cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
 
@@ -377,15 +380,209 @@ ENTRY_COLUMNS = [
 ]
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """Everything a chunk needs, as plain picklable data (chunks run in worker processes)."""
+
+    seed: int
+    program_pk: int
+    currency: str
+    time_zone: str
+    now: datetime
+    start: datetime
+    month_starts: list
+    stores: list
+    store_cumulative: list
+    tiers: list  # (pk, qualify_threshold, earn_multiplier), best tier first
+    rates: dict
+    window: timedelta
+    member_id_base: int
+    purchase_id_base: int
+    entry_id_base: int
+    as_copy_text: bool
+    members_end: int
+
+
+_Tier = namedtuple("_Tier", "pk qualify_threshold earn_multiplier")
+# Each chunk gets its own id ranges, so chunks can be generated in any order and in parallel.
+ID_STRIDE = 10_000_000
+
+
+def _generate_chunk(plan: _Plan, chunk: int):
+    """Rows of members [chunk * CHUNK, (chunk + 1) * CHUNK): members, purchases, ledger rows,
+    as COPY text (PostgreSQL) or tuples (elsewhere), with their counts. Deterministic: the
+    chunk's random generator is seeded from the seed and the chunk number."""
+    rng = random.Random(f"{plan.seed}:{chunk}")
+    tz = zoneinfo.ZoneInfo(plan.time_zone)
+    now, start = plan.now, plan.start
+    purchase_id = plan.purchase_id_base + chunk * ID_STRIDE
+    entry_id = plan.entry_id_base + chunk * ID_STRIDE
+    member_rows, purchase_rows, entry_rows = [], [], []
+    purchases = anonymous = 0
+    for i in range(chunk * CHUNK, min(plan.members_end, (chunk + 1) * CHUNK)):
+        member_id = plan.member_id_base + i
+        enrolled = (
+            start
+            - timedelta(days=365)
+            + timedelta(seconds=rng.random() * (now - start + timedelta(days=365)).total_seconds())
+        )
+        r, rate, churn_at = rng.random(), 0.3, None
+        acc = 0.0
+        for k, (share, monthly) in enumerate(SEGMENTS):
+            acc += share
+            if r <= acc:
+                rate = monthly
+                if k == len(SEGMENTS) - 1:
+                    churn_at = enrolled + (now - enrolled) * rng.uniform(0.2, 0.7)
+                break
+        taste = rng.lognormvariate(0, 0.35)  # some members buy bigger baskets
+        member_purchases = []
+        for m_start, m_end in plan.month_starts:
+            if m_end <= enrolled or (churn_at and m_start > churn_at):
+                continue
+            expected = rate * SEASON[m_start.astimezone(tz).month]
+            count = int(expected) + (rng.random() < expected - int(expected))
+            for _ in range(count):
+                lo = max(m_start, enrolled)
+                at = lo + timedelta(seconds=rng.random() * (m_end - lo).total_seconds())
+                at = at.replace(microsecond=0)
+                if at > now:
+                    continue
+                amount = _amount(rng, 3.55, taste)
+                store = plan.stores[bisect.bisect(plan.store_cumulative, rng.random())]
+                member_purchases.append((at, amount, store))
+        member_purchases.sort(key=lambda p: p[0])
+        spend_12m = sum(a for at, a, _s in member_purchases if at > now - timedelta(days=365))
+        tier = next((t for t in plan.tiers if spend_12m >= t.qualify_threshold), plan.tiers[-1])
+        available = pending = lifetime = 0
+        for at, amount, store in member_purchases:
+            points = int(
+                (amount * plan.rates[store.channel] * tier.earn_multiplier).to_integral_value(
+                    ROUND_FLOOR
+                )
+            )
+            released = at + plan.window <= now
+            purchase_rows.append(
+                _purchase_row(
+                    rng,
+                    purchase_id,
+                    plan,
+                    store,
+                    member_id,
+                    at,
+                    amount,
+                    points,
+                    plan.window,
+                    released,
+                )
+            )
+            if points:
+                # Points whose return window closed long ago are loaded as already
+                # available: one row, where live traffic would have written an earn
+                # in pending and a release pair. Balances and kinds are the same.
+                entry_rows.append(
+                    (
+                        entry_id,
+                        _uuid4(rng),
+                        plan.program_pk,
+                        member_id,
+                        "earn",
+                        "available" if released else "pending",
+                        points,
+                        at,
+                        at,
+                        purchase_id,
+                        None,
+                        store.pk,
+                        None,
+                        "",
+                    )
+                )
+                entry_id += 1
+                lifetime += points
+                if released:
+                    available += points
+                else:
+                    pending += points
+            purchase_id += 1
+            purchases += 1
+            for _ in range(_poisson_small(rng, ANONYMOUS_PER_MEMBER_PURCHASE)):
+                anon_at = at + timedelta(minutes=rng.randint(-600, 600))
+                if anon_at > now:
+                    continue
+                purchase_rows.append(
+                    _purchase_row(
+                        rng,
+                        purchase_id,
+                        plan,
+                        plan.stores[bisect.bisect(plan.store_cumulative, rng.random())],
+                        None,
+                        anon_at,
+                        _amount(rng, 3.2, 1.0),
+                        0,
+                        plan.window,
+                        True,
+                    )
+                )
+                purchase_id += 1
+                anonymous += 1
+        first = rng.choice(FIRST_NAMES)
+        last = rng.choice(LAST_NAMES)
+        consent = rng.random() < 0.55
+        last_activity = member_purchases[-1][0] if member_purchases else None
+        channel = CHANNELS[bisect.bisect(CHANNEL_CUMULATIVE, rng.random())]
+        member_rows.append(
+            (
+                member_id,
+                plan.program_pk,
+                _card(plan.seed, i),
+                f"{_ascii(first)}.{_ascii(last)}.{i}@example.fr".lower(),
+                "",
+                first,
+                last,
+                (now - timedelta(days=rng.randint(18 * 365, 75 * 365))).date(),
+                "fr" if rng.random() < 0.85 else "en",
+                consent,
+                enrolled if consent else None,
+                "active",
+                enrolled,
+                channel,
+                next((s.pk for s in plan.stores if s.channel == channel), None),
+                _referral(plan.seed, i),
+                None,
+                tier.pk,
+                available,
+                pending,
+                lifetime,
+                last_activity,
+                enrolled,
+                now,
+            )
+        )
+    counts = (len(member_rows), purchases, anonymous, len(entry_rows))
+    tables = (
+        (Member._meta.db_table, MEMBER_COLUMNS, member_rows),
+        (Purchase._meta.db_table, PURCHASE_COLUMNS, purchase_rows),
+        (PointsEntry._meta.db_table, ENTRY_COLUMNS, entry_rows),
+    )
+    if plan.as_copy_text:
+        payload = [(t, c, "".join(map(_copy_formatter(t), rows))) for t, c, rows in tables]
+    else:
+        payload = [
+            (t, c, [tuple(map(_sqlite_value, row)) for row in rows]) for t, c, rows in tables
+        ]
+    return payload, counts
+
+
 def generate_history(*, program: Program, members: int, months: int, seed: int) -> DemoStats:
     """Generate `members` members and `months` months of purchases for `program`, once.
 
-    Reproducible: the same seed on the same day gives the same rows.
+    Reproducible: the same seed on the same day gives the same rows. On PostgreSQL, chunks of
+    members are generated in worker processes (one core left to the server) while this process
+    streams them with COPY.
     """
-    rng = random.Random(seed)
     stats = DemoStats()
     now = timezone.now().replace(microsecond=0)
-    tz = program.tzinfo
     # Plain tuples: model attribute access (pk is a property) adds up over millions of rows.
     stores = [
         _StoreInfo(*row)
@@ -393,8 +590,6 @@ def generate_history(*, program: Program, members: int, months: int, seed: int) 
         .order_by("pk")
         .values_list("pk", "slug", "channel")
     ]
-    tiers = list(Tier.objects.filter(program=program).order_by("-rank"))
-    rates = _channel_rates(program)
     store_weights = [
         0.7 / max(1, sum(s.channel == "shop" for s in stores))
         if s.channel == "shop"
@@ -402,173 +597,66 @@ def generate_history(*, program: Program, members: int, months: int, seed: int) 
         for s in stores
     ]
     total = sum(store_weights)
-    store_cumulative = list(itertools.accumulate(w / total for w in store_weights))[:-1]
-    window = timedelta(days=program.return_window_days)
     start = now - timedelta(days=round(months * 30.44))
-    month_starts = _month_starts(start, now, tz)
     writer = _Writer()
-    program_pk = program.pk
-    member_id = writer.next_id(Member)
-    purchase_id = writer.next_id(Purchase)
-    entry_id = writer.next_id(PointsEntry)
-    with transaction.atomic():
-        writer.defer_checks()
-        with writer:
-            for chunk_start in range(0, members, CHUNK):
-                member_rows, purchase_rows, entry_rows = [], [], []
-                for i in range(chunk_start, min(members, chunk_start + CHUNK)):
-                    enrolled = (
-                        start
-                        - timedelta(days=365)
-                        + timedelta(
-                            seconds=rng.random()
-                            * (now - start + timedelta(days=365)).total_seconds()
-                        )
-                    )
-                    r, rate, churn_at = rng.random(), 0.3, None
-                    acc = 0.0
-                    for k, (share, monthly) in enumerate(SEGMENTS):
-                        acc += share
-                        if r <= acc:
-                            rate = monthly
-                            if k == len(SEGMENTS) - 1:
-                                churn_at = enrolled + (now - enrolled) * rng.uniform(0.2, 0.7)
-                            break
-                    taste = rng.lognormvariate(0, 0.35)  # some members buy bigger baskets
-                    member_purchases = []
-                    for m_start, m_end in month_starts:
-                        if m_end <= enrolled or (churn_at and m_start > churn_at):
-                            continue
-                        expected = rate * SEASON[m_start.astimezone(tz).month]
-                        count = int(expected) + (rng.random() < expected - int(expected))
-                        for _ in range(count):
-                            lo = max(m_start, enrolled)
-                            at = lo + timedelta(seconds=rng.random() * (m_end - lo).total_seconds())
-                            at = at.replace(microsecond=0)
-                            if at > now:
-                                continue
-                            amount = _amount(rng, 3.55, taste)
-                            store = stores[bisect.bisect(store_cumulative, rng.random())]
-                            member_purchases.append((at, amount, store))
-                    member_purchases.sort(key=lambda p: p[0])
-                    spend_12m = sum(
-                        a for at, a, _s in member_purchases if at > now - timedelta(days=365)
-                    )
-                    tier = next((t for t in tiers if spend_12m >= t.qualify_threshold), tiers[-1])
-                    available = pending = lifetime = 0
-                    for at, amount, store in member_purchases:
-                        points = int(
-                            (
-                                amount * rates[store.channel] * tier.earn_multiplier
-                            ).to_integral_value(ROUND_FLOOR)
-                        )
-                        released = at + window <= now
-                        purchase_rows.append(
-                            _purchase_row(
-                                rng,
-                                purchase_id,
-                                program,
-                                store,
-                                member_id,
-                                at,
-                                amount,
-                                points,
-                                window,
-                                released,
-                            )
-                        )
-                        if points:
-                            # Points whose return window closed long ago are loaded as already
-                            # available: one row, where live traffic would have written an earn
-                            # in pending and a release pair. Balances and kinds are the same.
-                            entry_rows.append(
-                                (
-                                    entry_id,
-                                    _uuid4(rng),
-                                    program_pk,
-                                    member_id,
-                                    "earn",
-                                    "available" if released else "pending",
-                                    points,
-                                    at,
-                                    at,
-                                    purchase_id,
-                                    None,
-                                    store.pk,
-                                    None,
-                                    "",
-                                )
-                            )
-                            entry_id += 1
-                            lifetime += points
-                            if released:
-                                available += points
-                            else:
-                                pending += points
-                        purchase_id += 1
-                        stats.purchases += 1
-                        for _ in range(_poisson_small(rng, ANONYMOUS_PER_MEMBER_PURCHASE)):
-                            anon_at = at + timedelta(minutes=rng.randint(-600, 600))
-                            if anon_at > now:
-                                continue
-                            purchase_rows.append(
-                                _purchase_row(
-                                    rng,
-                                    purchase_id,
-                                    program,
-                                    stores[bisect.bisect(store_cumulative, rng.random())],
-                                    None,
-                                    anon_at,
-                                    _amount(rng, 3.2, 1.0),
-                                    0,
-                                    window,
-                                    True,
-                                )
-                            )
-                            purchase_id += 1
-                            stats.anonymous_purchases += 1
-                    first = rng.choice(FIRST_NAMES)
-                    last = rng.choice(LAST_NAMES)
-                    consent = rng.random() < 0.55
-                    last_activity = member_purchases[-1][0] if member_purchases else None
-                    channel = CHANNELS[bisect.bisect(CHANNEL_CUMULATIVE, rng.random())]
-                    member_rows.append(
-                        (
-                            member_id,
-                            program_pk,
-                            _card(seed, i),
-                            f"{_ascii(first)}.{_ascii(last)}.{i}@example.fr".lower(),
-                            "",
-                            first,
-                            last,
-                            (now - timedelta(days=rng.randint(18 * 365, 75 * 365))).date(),
-                            "fr" if rng.random() < 0.85 else "en",
-                            consent,
-                            enrolled if consent else None,
-                            "active",
-                            enrolled,
-                            channel,
-                            next((s.pk for s in stores if s.channel == channel), None),
-                            _referral(seed, i),
-                            None,
-                            tier.pk,
-                            available,
-                            pending,
-                            lifetime,
-                            last_activity,
-                            enrolled,
-                            now,
-                        )
-                    )
-                    member_id += 1
-                # Members first: purchases and ledger rows point to them.
-                writer.write(Member._meta.db_table, MEMBER_COLUMNS, member_rows)
-                writer.write(Purchase._meta.db_table, PURCHASE_COLUMNS, purchase_rows)
-                writer.write(PointsEntry._meta.db_table, ENTRY_COLUMNS, entry_rows)
-                stats.members += len(member_rows)
-                stats.entries += len(entry_rows)
-        for model in (Member, Purchase, PointsEntry):
-            writer.reset_sequence(model)
+    plan = _Plan(
+        seed=seed,
+        program_pk=program.pk,
+        currency=program.currency,
+        time_zone=program.time_zone,
+        now=now,
+        start=start,
+        month_starts=_month_starts(start, now, program.tzinfo),
+        stores=stores,
+        store_cumulative=list(itertools.accumulate(w / total for w in store_weights))[:-1],
+        tiers=[
+            _Tier(*row)
+            for row in Tier.objects.filter(program=program)
+            .order_by("-rank")
+            .values_list("pk", "qualify_threshold", "earn_multiplier")
+        ],
+        rates=_channel_rates(program),
+        window=timedelta(days=program.return_window_days),
+        member_id_base=writer.next_id(Member),
+        purchase_id_base=writer.next_id(Purchase),
+        entry_id_base=writer.next_id(PointsEntry),
+        as_copy_text=writer.pg,
+        members_end=members,
+    )
+    chunks = range((members + CHUNK - 1) // CHUNK)
+    parallel = writer.pg and len(chunks) > 1
+    pool = (
+        ProcessPoolExecutor(
+            # One core is left to PostgreSQL, which ingests the COPY streams.
+            max_workers=max(1, (os.cpu_count() or 2) - 1),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=setup_django,
+        )
+        if parallel
+        else None
+    )
+    try:
+        results = (
+            pool.map(_generate_chunk, itertools.repeat(plan), chunks)
+            if pool
+            else (_generate_chunk(plan, chunk) for chunk in chunks)
+        )
+        with transaction.atomic():
+            writer.defer_checks()
+            with writer:
+                for payload, (n_members, n_purchases, n_anonymous, n_entries) in results:
+                    # Members first: purchases and ledger rows point to them.
+                    for table, columns, rows in payload:
+                        writer.write(table, columns, rows)
+                    stats.members += n_members
+                    stats.purchases += n_purchases
+                    stats.anonymous_purchases += n_anonymous
+                    stats.entries += n_entries
+            for model in (Member, Purchase, PointsEntry):
+                writer.reset_sequence(model)
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     return stats
 
 
@@ -614,7 +702,7 @@ def _ascii(name: str) -> str:
     return name.translate(table)
 
 
-def _purchase_row(rng, pid, program, store, member_id, at, amount, points, window, released):
+def _purchase_row(rng, pid, plan, store, member_id, at, amount, points, window, released):
     public_id = _uuid4(rng)
     receipt = f"{store.slug[:8].upper()}-{pid:09d}"
     # Formatted by hand: json.dumps per row is the largest cost of a million-row load.
@@ -628,17 +716,17 @@ def _purchase_row(rng, pid, program, store, member_id, at, amount, points, windo
     release_at = at + window if member_id and points else None
     response = (
         f'{{"id":"{public_id}","receipt_id":"{receipt}","store":"{store.slug}",'
-        f'"amount":"{amount}","currency":"{program.currency}","points_earned":{points}}}'
+        f'"amount":"{amount}","currency":"{plan.currency}","points_earned":{points}}}'
     )
     return (
         pid,
         public_id,
-        program.pk,
+        plan.program_pk,
         store.pk,
         member_id,
         receipt,
         amount,
-        program.currency,
+        plan.currency,
         at,
         at,
         points,

@@ -28,7 +28,11 @@ class Member(models.Model):
         IMPORT = "import", _("Import")
 
     program = models.ForeignKey(
-        Program, on_delete=models.PROTECT, related_name="members", verbose_name=_("program")
+        Program,
+        on_delete=models.PROTECT,
+        related_name="members",
+        verbose_name=_("program"),
+        db_index=False,  # covered by a composite index below
     )
     card_number = models.CharField(
         _("card number"),
@@ -131,10 +135,18 @@ class Purchase(models.Model):
 
     public_id = models.UUIDField(_("public id"), default=uuid.uuid4, unique=True, editable=False)
     program = models.ForeignKey(
-        Program, on_delete=models.PROTECT, related_name="purchases", verbose_name=_("program")
+        Program,
+        on_delete=models.PROTECT,
+        related_name="purchases",
+        verbose_name=_("program"),
+        db_index=False,  # covered by a composite index below
     )
     store = models.ForeignKey(
-        Store, on_delete=models.PROTECT, related_name="purchases", verbose_name=_("store")
+        Store,
+        on_delete=models.PROTECT,
+        related_name="purchases",
+        verbose_name=_("store"),
+        db_index=False,  # covered by a composite index below
     )
     member = models.ForeignKey(
         Member,
@@ -143,6 +155,7 @@ class Purchase(models.Model):
         blank=True,
         related_name="purchases",
         verbose_name=_("member"),
+        db_index=False,  # covered by a composite index below
     )
     receipt_id = models.CharField(_("receipt id"), max_length=64)
     total_amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
@@ -281,10 +294,18 @@ class PointsEntry(models.Model):
 
     txn = models.UUIDField(_("transaction"), db_index=True)
     program = models.ForeignKey(
-        Program, on_delete=models.PROTECT, related_name="+", verbose_name=_("program")
+        Program,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("program"),
+        db_index=False,  # covered by a composite index below
     )
     member = models.ForeignKey(
-        Member, on_delete=models.PROTECT, related_name="ledger", verbose_name=_("member")
+        Member,
+        on_delete=models.PROTECT,
+        related_name="ledger",
+        verbose_name=_("member"),
+        db_index=False,  # covered by a composite index below
     )
     kind = models.CharField(_("kind"), max_length=10, choices=Kind.choices)
     bucket = models.CharField(_("bucket"), max_length=10, choices=Bucket.choices)
