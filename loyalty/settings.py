@@ -108,6 +108,13 @@ else:
     # Persistent connections: the POS hot path must not pay a connection per request.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # Server-side parameter binding lets psycopg prepare the statements a connection runs
+    # often (the POS hot path), which roughly halves PostgreSQL's CPU per purchase. Set
+    # DB_SERVER_SIDE_BINDING=0 behind a pooler that cannot keep prepared statements.
+    if env.bool("DB_SERVER_SIDE_BINDING", default=True):
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            {"server_side_binding": True, "prepare_threshold": 5}
+        )
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
