@@ -5,13 +5,13 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
 from loyalty.models import IdempotencyRecord
 from loyalty.services import prune_idempotency_records
 from members.ledger import find_mismatches
-from members.models import Member, PointsEntry, Purchase, PurchaseLine, PurchaseReturn
-from tests.factories import StoreFactory, make_api_key
+from members.models import Member
+from tests.factories import StoreFactory
+from tests.members.helpers import assert_problem, pos_client, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -21,45 +21,6 @@ KEY = {"HTTP_IDEMPOTENCY_KEY": "abc-1"}
 
 
 # Helpers --------------------------------------------------------------------------------------
-
-
-def snapshot():
-    """Everything a refused request must leave untouched."""
-    counts = {
-        model.__name__: model.objects.count()
-        for model in (
-            Member,
-            Purchase,
-            PurchaseLine,
-            PurchaseReturn,
-            PointsEntry,
-            IdempotencyRecord,
-        )
-    }
-    counts["balances"] = list(
-        Member.objects.order_by("pk").values_list(
-            "pk", "points_available", "points_pending", "points_lifetime"
-        )
-    )
-    return counts
-
-
-def assert_problem(response, status, code, field=None):
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"] == f"urn:loyalty:problem:{code}"
-    assert body["code"] == code
-    assert body["status"] == status
-    if field is not None:
-        assert body["field"] == field
-    return body
-
-
-def pos_client(store):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {make_api_key(store)}")
-    return client
 
 
 def purchase_body(card, amount="20.00", currency="EUR", receipt="R-1"):

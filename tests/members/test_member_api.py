@@ -7,11 +7,10 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from loyalty.models import IdempotencyRecord
 from members import services
 from members.cards import format_card_number, is_valid_card_number
 from members.ledger import find_mismatches
-from members.models import Member, PointsEntry, Purchase, PurchaseLine, PurchaseReturn
+from members.models import Member
 from tests.factories import (
     ProgramFactory,
     StaffUserFactory,
@@ -20,6 +19,7 @@ from tests.factories import (
     enrol,
     make_api_key,
 )
+from tests.members.helpers import assert_problem, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -32,39 +32,6 @@ def history_url(card):
 
 
 # Helpers --------------------------------------------------------------------------------------
-
-
-def snapshot():
-    """Everything a refused request must leave untouched."""
-    counts = {
-        model.__name__: model.objects.count()
-        for model in (
-            Member,
-            Purchase,
-            PurchaseLine,
-            PurchaseReturn,
-            PointsEntry,
-            IdempotencyRecord,
-        )
-    }
-    counts["balances"] = list(
-        Member.objects.order_by("pk").values_list(
-            "pk", "points_available", "points_pending", "points_lifetime"
-        )
-    )
-    return counts
-
-
-def assert_problem(response, status, code, field=None):
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"] == f"urn:loyalty:problem:{code}"
-    assert body["code"] == code
-    assert body["status"] == status
-    if field is not None:
-        assert body["field"] == field
-    return body
 
 
 def enrol_api(client, **body):

@@ -11,11 +11,11 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 import loyalty.api
-from loyalty.models import IdempotencyRecord, StoreAPIKey
+from loyalty.models import StoreAPIKey
 from loyalty.services import create_store_api_key, revoke_store_api_key
 from members.cards import luhn_check_digit
 from members.ledger import find_mismatches
-from members.models import Member, PointsEntry, Purchase, PurchaseLine, PurchaseReturn
+from members.models import Member, PointsEntry, Purchase, PurchaseLine
 from tests.factories import (
     EarningRuleFactory,
     ProgramFactory,
@@ -24,6 +24,7 @@ from tests.factories import (
     enrol,
     make_api_key,
 )
+from tests.members.helpers import assert_problem, pos_client, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -39,45 +40,6 @@ TWO_LINES = [
 
 
 # Helpers --------------------------------------------------------------------------------------
-
-
-def snapshot():
-    """Everything a refused request must leave untouched."""
-    counts = {
-        model.__name__: model.objects.count()
-        for model in (
-            Member,
-            Purchase,
-            PurchaseLine,
-            PurchaseReturn,
-            PointsEntry,
-            IdempotencyRecord,
-        )
-    }
-    counts["balances"] = list(
-        Member.objects.order_by("pk").values_list(
-            "pk", "points_available", "points_pending", "points_lifetime"
-        )
-    )
-    return counts
-
-
-def assert_problem(response, status, code, field=None):
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"] == f"urn:loyalty:problem:{code}"
-    assert body["code"] == code
-    assert body["status"] == status
-    if field is not None:
-        assert body["field"] == field
-    return body
-
-
-def pos_client(store):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {make_api_key(store)}")
-    return client
 
 
 def other_program_pos(slug="other", **program_kwargs):

@@ -6,12 +6,10 @@ from decimal import Decimal
 
 import pytest
 from django.utils import timezone
-from rest_framework.test import APIClient
 
-from loyalty.models import IdempotencyRecord
 from members import services
 from members.ledger import find_mismatches
-from members.models import Member, PointsEntry, Purchase, PurchaseLine, PurchaseReturn
+from members.models import PointsEntry, Purchase, PurchaseLine, PurchaseReturn
 from tests.factories import (
     EarningRuleFactory,
     ProgramFactory,
@@ -19,8 +17,8 @@ from tests.factories import (
     StoreFactory,
     TierFactory,
     enrol,
-    make_api_key,
 )
+from tests.members.helpers import assert_problem, pos_client, snapshot
 
 pytestmark = pytest.mark.django_db
 
@@ -32,51 +30,6 @@ TWO_LINES = [
 
 
 # Helpers --------------------------------------------------------------------------------------
-
-
-def snapshot():
-    """Everything a refused request must leave untouched."""
-    counts = {
-        model.__name__: model.objects.count()
-        for model in (
-            Member,
-            Purchase,
-            PurchaseLine,
-            PurchaseReturn,
-            PointsEntry,
-            IdempotencyRecord,
-        )
-    }
-    counts["balances"] = list(
-        Member.objects.order_by("pk").values_list(
-            "pk", "points_available", "points_pending", "points_lifetime"
-        )
-    )
-    counts["purchases"] = list(
-        Purchase.objects.order_by("pk").values_list("pk", "returned_amount", "points_reversed")
-    )
-    counts["lines"] = list(
-        PurchaseLine.objects.order_by("pk").values_list("pk", "returned_quantity")
-    )
-    return counts
-
-
-def assert_problem(response, status, code, field=None):
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/problem+json")
-    body = response.json()
-    assert body["type"] == f"urn:loyalty:problem:{code}"
-    assert body["code"] == code
-    assert body["status"] == status
-    if field is not None:
-        assert body["field"] == field
-    return body
-
-
-def pos_client(store):
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {make_api_key(store)}")
-    return client
 
 
 def purchase(client, receipt, amount, card=None, lines=None):
