@@ -243,8 +243,6 @@ def problem_exception_handler(exc, context):
     elif isinstance(exc, exceptions.APIException):
         status_code = exc.status_code
         code = STATUS_CODES.get(type(exc), getattr(exc, "default_code", "error"))
-        if status_code == 401 and isinstance(exc, exceptions.NotAuthenticated):
-            code = "not_authenticated"
         body = problem(status_code, code, exc.default_detail, exc.detail, instance=instance)
         if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
             headers["Retry-After"] = str(int(exc.wait) + 1)

@@ -2,11 +2,12 @@
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from .jobs import record_job_run
-from .models import JobRun, Store, StoreAPIKey
+from .models import IdempotencyRecord, JobRun, Store, StoreAPIKey
 
 HEARTBEAT_JOB = "scheduler-heartbeat"
 HEARTBEAT_KEEP = timedelta(days=7)
@@ -37,10 +38,6 @@ def record_heartbeat() -> JobRun:
 
 def prune_idempotency_records() -> int:
     """Forget Idempotency-Key answers older than IDEMPOTENCY_KEEP_HOURS (at least 24 hours)."""
-    from django.conf import settings
-
-    from .models import IdempotencyRecord
-
     hours = max(24, settings.IDEMPOTENCY_KEEP_HOURS)
     with record_job_run("prune-idempotency-records") as run:
         deleted, _ = IdempotencyRecord.objects.filter(

@@ -272,7 +272,7 @@ class MemberAdmin(admin.ModelAdmin):
 # Purchases ------------------------------------------------------------------------------------
 
 
-class PurchaseLineInline(admin.TabularInline):
+class PurchaseLineInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = PurchaseLine
     extra = 0
     can_delete = False
@@ -288,17 +288,8 @@ class PurchaseLineInline(admin.TabularInline):
     ]
     readonly_fields = fields
 
-    def has_add_permission(self, request, obj=None):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-class PurchaseReturnInline(admin.TabularInline):
+class PurchaseReturnInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = PurchaseReturn
     extra = 0
     can_delete = False
@@ -311,15 +302,6 @@ class PurchaseReturnInline(admin.TabularInline):
         "points_reversed",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Purchase)

@@ -16,16 +16,13 @@ class Member(models.Model):
         SUSPENDED = "suspended", _("Suspended")
         CLOSED = "closed", _("Closed")
 
-    class Channel(models.TextChoices):
-        SHOP = "shop", _("Shop")
-        WEB = "web", _("Web")
-        APP = "app", _("Mobile app")
-        PHONE = "phone", _("Phone")
-        MARKETPLACE = "marketplace", _("Marketplace")
-        PARTNER = "partner", _("Partner")
-        PORTAL = "portal", _("Member portal")
-        ADMIN = "admin", _("Staff")
-        IMPORT = "import", _("Import")
+    # Where a member enrolled: any sales channel, or the portal, staff or an import.
+    ENROLMENT_CHANNELS = [
+        *Store.Channel.choices,
+        ("portal", _("Member portal")),
+        ("admin", _("Staff")),
+        ("import", _("Import")),
+    ]
 
     program = models.ForeignKey(
         Program,
@@ -56,7 +53,7 @@ class Member(models.Model):
     )
     enrolled_at = models.DateTimeField(_("enrolled at"))
     enrolment_channel = models.CharField(
-        _("enrolment channel"), max_length=12, choices=Channel.choices
+        _("enrolment channel"), max_length=12, choices=ENROLMENT_CHANNELS
     )
     enrolment_store = models.ForeignKey(
         Store,

@@ -8,7 +8,6 @@ Idempotency-Key in the same transaction as the writes it protects (see loyalty/i
 
 import hashlib
 import json
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -577,7 +576,6 @@ def adjust_points(*, member: Member, points: int, reason: str, staff_user) -> li
             effective_at=timezone.now(),
             staff_user=staff_user,
             reason=reason[:200],
-            txn=uuid.uuid4(),
         )
     member.points_available = locked.points_available
     return rows
