@@ -83,7 +83,18 @@ class ProgramAdmin(admin.ModelAdmin):
             {"fields": ["base_earn_rate", "rounding", "return_window_days", "backdating_days"]},
         ),
         (_("Expiry"), {"fields": ["expiry_policy", "expiry_months"]}),
-        (_("Tiers"), {"fields": ["tier_metric", "tier_window", "tier_window_months"]}),
+        (
+            _("Tiers"),
+            {
+                "fields": [
+                    "tier_metric",
+                    "tier_window",
+                    "tier_window_months",
+                    "tier_grace_periods",
+                    "tier_downgrade_policy",
+                ]
+            },
+        ),
         (_("Return on investment"), {"fields": ["gross_margin_rate", "point_cost_amount"]}),
     ]
 

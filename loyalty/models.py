@@ -45,6 +45,10 @@ class Program(models.Model):
         ROLLING = "rolling", _("Rolling months")
         CALENDAR_YEAR = "calendar_year", _("Calendar year")
 
+    class TierDowngrade(models.TextChoices):
+        ONE_STEP = "one_step", _("One tier at a time")
+        TO_QUALIFIED = "to_qualified", _("Straight to the tier the metric supports")
+
     name = models.CharField(_("name"), max_length=120)
     slug = models.SlugField(_("slug"), max_length=60, unique=True)
     status = models.CharField(
@@ -116,6 +120,20 @@ class Program(models.Model):
         default=12,
         validators=[MinValueValidator(1)],
     )
+    tier_grace_periods = models.PositiveSmallIntegerField(
+        _("tier grace (periods)"),
+        default=1,
+        help_text=_(
+            "A tier earned is kept until the end of this many periods after the one it was "
+            "earned in (calendar years, or rolling windows), then reviewed. 0: reviewed nightly."
+        ),
+    )
+    tier_downgrade_policy = models.CharField(
+        _("downgrade policy"),
+        max_length=15,
+        choices=TierDowngrade.choices,
+        default=TierDowngrade.ONE_STEP,
+    )
     gross_margin_rate = models.DecimalField(
         _("gross margin rate"),
         max_digits=5,
@@ -170,6 +188,12 @@ class Program(models.Model):
     @property
     def tzinfo(self):
         return zoneinfo.ZoneInfo(self.time_zone)
+
+
+def _touch_program(program_id):
+    # The program's updated_at is the version of its earning grid and tiers, cached per process
+    # (loyalty/selectors.py): every change of a rule or a tier moves it forward.
+    Program.objects.filter(pk=program_id).update(updated_at=timezone.now())
 
 
 class Store(models.Model):
@@ -281,6 +305,15 @@ class Tier(models.Model):
     def __str__(self):
         return self.name
 
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        _touch_program(self.program_id)
+
+    def delete(self, *args, **kwargs):
+        result = super().delete(*args, **kwargs)
+        _touch_program(self.program_id)
+        return result
+
     @property
     def perk_list(self):
         return [line.strip() for line in self.perks.splitlines() if line.strip()]
@@ -365,16 +398,12 @@ class EarningRule(models.Model):
 
     def save(self, *args, **kwargs):
         super().save(*args, **kwargs)
-        self._touch_program()
+        _touch_program(self.program_id)
 
     def delete(self, *args, **kwargs):
         result = super().delete(*args, **kwargs)
-        self._touch_program()
+        _touch_program(self.program_id)
         return result
-
-    def _touch_program(self):
-        # The program's updated_at is the version of its earning grid (loyalty/selectors.py).
-        Program.objects.filter(pk=self.program_id).update(updated_at=timezone.now())
 
     def clean(self):
         if self.store_id and self.store.program_id != self.program_id:

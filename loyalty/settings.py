@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -174,6 +175,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "loyalty.tasks.prune_idempotency_records",
         "schedule": timedelta(hours=1),
     },
+    # Release, expire, requalify, notify: in this order, one task (members/jobs.py).
+    "nightly-members": {
+        "task": "members.tasks.run_nightly",
+        "schedule": crontab(
+            hour=env.int("NIGHTLY_HOUR", default=2), minute=env.int("NIGHTLY_MINUTE", default=30)
+        ),
+    },
 }
 
 # Authentication -------------------------------------------------------------------------------
@@ -217,6 +225,8 @@ STORAGES = {
 vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Loyalty <no-reply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The public address of the app, for links in emails to members.
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
 # REST API -------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -238,6 +248,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One enum for the member's language wherever a member shape appears.
+    "ENUM_NAME_OVERRIDES": {"PreferredLanguageEnum": "loyalty.settings.LANGUAGES"},
 }
 
 # Security -------------------------------------------------------------------------------------

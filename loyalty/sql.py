@@ -6,6 +6,8 @@ column lists once from the models' metadata and turn a fetched row back into rea
 instances (`Model.from_db`), so callers keep working with models.
 """
 
+from decimal import Decimal
+
 from django.db import DEFAULT_DB_ALIAS, connection
 
 
@@ -24,6 +26,14 @@ def from_row(model, row, start: int = 0):
     values = row[start:end]
     if values[0] is None:
         return None, end
+    if connection.vendor == "sqlite":
+        # SQLite hands decimals back as float or int (the ORM converts them; from_db does not).
+        values = [
+            Decimal(str(v)).quantize(Decimal(1).scaleb(-f.decimal_places))
+            if v is not None and f.get_internal_type() == "DecimalField"
+            else v
+            for f, v in zip(fields, values, strict=True)
+        ]
     return model.from_db(DEFAULT_DB_ALIAS, [f.attname for f in fields], values), end
 
 
@@ -64,3 +74,21 @@ def insert(objs: list) -> None:
         obj.pk = pk
         obj._state.adding = False
         obj._state.db = DEFAULT_DB_ALIAS
+
+
+def dt(value):
+    """A datetime as a parameter of hand-written SQL: as the ORM stores it (naive UTC text on
+    SQLite, where an aware value would compare as text with its offset; unchanged elsewhere)."""
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def parse_dt(value):
+    """A datetime read by hand-written SQL: SQLite returns expressions over datetimes as naive
+    UTC text."""
+    if isinstance(value, str):
+        from datetime import UTC, datetime
+
+        value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+    return value

@@ -19,8 +19,17 @@ from django.utils.translation import gettext_lazy as _
 from loyalty.errors import DomainError
 from loyalty.models import Tier
 
-from . import services
-from .models import Member, PointsEntry, Purchase, PurchaseLine, PurchaseReturn
+from . import services, tiers
+from .models import (
+    Member,
+    MemberNotification,
+    PointsEntry,
+    Purchase,
+    PurchaseLine,
+    PurchaseReturn,
+    TierChange,
+)
+from .selectors import member_progress
 
 # A bound on one manual adjustment, so that a typo cannot overflow a balance column.
 MAX_ADJUSTMENT = 1_000_000
@@ -48,9 +57,10 @@ class MemberAdminForm(forms.ModelForm):
     class Meta:
         model = Member
         # What staff may edit; balances, card number and enrolment facts are never here.
+        # The tier changes only through "Set tier" (recorded with a reason), purchases and the
+        # nightly requalification, so that every change is a TierChange.
         fields = [
             "status",
-            "tier",
             "first_name",
             "last_name",
             "email",
@@ -75,10 +85,36 @@ class MemberAdminForm(forms.ModelForm):
                 self.add_error("referred_by", _("A member cannot refer themselves."))
             elif referrer.program_id != self.instance.program_id:
                 self.add_error("referred_by", _("The referrer belongs to another program."))
-        tier = cleaned.get("tier")
-        if tier is not None and self.instance.pk and tier.program_id != self.instance.program_id:
-            self.add_error("tier", _("This tier belongs to another program."))
         return cleaned
+
+
+class SetTierForm(forms.Form):
+    tier = forms.ModelChoiceField(label=_("Tier"), queryset=Tier.objects.none())
+    until = forms.DateField(
+        label=_("Until"),
+        help_text=_(
+            "The tier is kept until this date (inclusive), whatever the member's qualifying "
+            "value; the next night the member goes to the tier their value supports."
+        ),
+        widget=forms.DateInput(attrs={"type": "date"}),
+    )
+    reason = forms.CharField(
+        label=_("Reason"),
+        max_length=200,
+        help_text=_("Recorded in the tier history with your user name."),
+    )
+
+    def __init__(self, *args, member, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.member = member
+        self.fields["tier"].queryset = Tier.objects.filter(program_id=member.program_id)
+
+    def clean_until(self):
+        until = self.cleaned_data["until"]
+        today = timezone.localtime(timezone.now(), self.member.program.tzinfo).date()
+        if until < today:
+            raise forms.ValidationError(_("The end date cannot be in the past."), code="past")
+        return until
 
 
 class AdjustPointsForm(forms.Form):
@@ -101,9 +137,32 @@ class AdjustPointsForm(forms.Form):
         return points
 
 
+class TierChangeInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = TierChange
+    fk_name = "member"
+    extra = 0
+    can_delete = False
+    fields = [
+        "created_at",
+        "from_tier",
+        "to_tier",
+        "reason",
+        "qualifying_value",
+        "note",
+        "staff_user",
+    ]
+    readonly_fields = fields
+    ordering = ["-created_at", "-id"]
+    verbose_name_plural = _("tier history")
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("from_tier", "to_tier", "staff_user")
+
+
 @admin.register(Member)
 class MemberAdmin(admin.ModelAdmin):
     form = MemberAdminForm
+    inlines = [TierChangeInline]
     change_form_template = "admin/members/member/change_form.html"
     change_list_template = "admin/members/member/change_list.html"
     list_display = [
@@ -134,9 +193,23 @@ class MemberAdmin(admin.ModelAdmin):
         "last_activity_at",
         "created_at",
         "updated_at",
+        "tier",
+        "tier_review_on",
+        "tier_manual_until",
+        "qualifying_bound",
     ]
     fieldsets = [
-        (None, {"fields": ["card_number", "program", "status", "tier"]}),
+        (None, {"fields": ["card_number", "program", "status"]}),
+        (
+            _("Tier"),
+            {
+                "fields": ["tier", "tier_review_on", "tier_manual_until", "qualifying_bound"],
+                "description": _(
+                    "Tiers change on purchases, in the nightly requalification, or with "
+                    "“Set tier”; every change is in the tier history below."
+                ),
+            },
+        ),
         (
             _("Contact"),
             {
@@ -190,12 +263,6 @@ class MemberAdmin(admin.ModelAdmin):
         # Members are closed (status), not deleted: the ledger refers to them.
         return False
 
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        form = super().get_form(request, obj, change=change, **kwargs)
-        if obj is not None and "tier" in form.base_fields:
-            form.base_fields["tier"].queryset = Tier.objects.filter(program_id=obj.program_id)
-        return form
-
     def save_model(self, request, obj, form, change):
         if "marketing_consent" in form.changed_data:
             obj.marketing_consent_at = timezone.now()
@@ -210,6 +277,11 @@ class MemberAdmin(admin.ModelAdmin):
                 "<path:object_id>/adjust/",
                 self.admin_site.admin_view(self.adjust_points_view),
                 name="{}_{}_adjust".format(*info),
+            ),
+            path(
+                "<path:object_id>/set-tier/",
+                self.admin_site.admin_view(self.set_tier_view),
+                name="{}_{}_set_tier".format(*info),
             ),
             *super().get_urls(),
         ]
@@ -254,9 +326,61 @@ class MemberAdmin(admin.ModelAdmin):
                     return HttpResponseRedirect(change_url)
         else:
             form = AdjustPointsForm()
+        return self._member_form_response(
+            request, member, form, "adjust_points", _("Adjust points"), change_url
+        )
+
+    def set_tier_view(self, request, object_id):
+        member = self.get_object(request, unquote(object_id))
+        if member is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, member):
+            raise PermissionDenied
+        change_url = reverse(
+            "admin:members_member_change", args=[member.pk], current_app=self.admin_site.name
+        )
+        if request.method == "POST":
+            form = SetTierForm(request.POST, member=member)
+            if form.is_valid():
+                try:
+                    tiers.set_manual_tier(
+                        member=member,
+                        tier=form.cleaned_data["tier"],
+                        until=form.cleaned_data["until"],
+                        reason=form.cleaned_data["reason"],
+                        staff_user=request.user,
+                    )
+                except DomainError as exc:
+                    form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
+                else:
+                    self.message_user(
+                        request,
+                        gettext("%(member)s is in the %(tier)s tier until %(until)s.")
+                        % {
+                            "member": member,
+                            "tier": form.cleaned_data["tier"],
+                            "until": form.cleaned_data["until"],
+                        },
+                        messages.SUCCESS,
+                    )
+                    return HttpResponseRedirect(change_url)
+        else:
+            form = SetTierForm(member=member, initial={"tier": member.tier_id})
+        return self._member_form_response(
+            request,
+            member,
+            form,
+            "set_tier",
+            _("Set tier"),
+            change_url,
+            progress=member_progress(member),
+        )
+
+    def _member_form_response(self, request, member, form, template, title, change_url, **extra):
         context = {
             **self.admin_site.each_context(request),
-            "title": _("Adjust points"),
+            "title": title,
+            "submit_label": title,
             "subtitle": str(member),
             "opts": self.opts,
             "original": member,
@@ -264,9 +388,10 @@ class MemberAdmin(admin.ModelAdmin):
             "form": form,
             "change_url": change_url,
             "has_view_permission": self.has_view_permission(request, member),
+            **extra,
         }
         request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/members/member/adjust_points.html", context)
+        return TemplateResponse(request, f"admin/members/member/{template}.html", context)
 
 
 # Purchases ------------------------------------------------------------------------------------
@@ -381,4 +506,51 @@ class PointsEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "staff_user",
         "reason",
     ]
+    readonly_fields = fields
+
+
+# Tiers and notifications -------------------------------------------------------------------------
+
+
+@admin.register(TierChange)
+class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = [
+        "created_at",
+        "member",
+        "from_tier",
+        "to_tier",
+        "reason",
+        "qualifying_value",
+        "staff_user",
+        "note",
+    ]
+    list_filter = ["program", "reason", "to_tier"]
+    search_fields = ["member__card_number", "member__email", "note"]
+    list_select_related = ["member", "from_tier", "to_tier", "staff_user"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = [
+        "program",
+        "member",
+        "from_tier",
+        "to_tier",
+        "reason",
+        "note",
+        "qualifying_value",
+        "purchase",
+        "staff_user",
+        "created_at",
+    ]
+    readonly_fields = fields
+
+
+@admin.register(MemberNotification)
+class MemberNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ["created_at", "member", "kind", "key", "sent_at", "attempts", "error"]
+    list_filter = ["kind", ("sent_at", admin.EmptyFieldListFilter), "member__program"]
+    search_fields = ["member__card_number", "member__email", "key"]
+    list_select_related = ["member"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    fields = ["member", "kind", "key", "context", "created_at", "sent_at", "attempts", "error"]
     readonly_fields = fields

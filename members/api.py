@@ -23,6 +23,7 @@ from loyalty.models import Store
 from . import errors, services
 from .cards import is_valid_card_number, normalize_card_number
 from .models import Member, PointsEntry
+from .selectors import member_progress
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -131,6 +132,62 @@ class MemberSummary(serializers.ModelSerializer):
         ]
 
 
+class TierOut(serializers.Serializer):
+    name = serializers.CharField()
+    rank = serializers.IntegerField()
+    earn_multiplier = serializers.CharField()
+    perks = serializers.ListField(child=serializers.CharField())
+
+
+class NextTierOut(serializers.Serializer):
+    name = serializers.CharField()
+    threshold = serializers.CharField(help_text="Qualifying value needed (money or points).")
+    missing = serializers.CharField(help_text="What is still missing, within the window.")
+    by = serializers.DateField(
+        allow_null=True,
+        help_text="Calendar year: 31 December. Rolling window: the last day before the oldest "
+        "purchase counted leaves the window (the missing amount grows after it).",
+    )
+
+
+class KeepTierOut(serializers.Serializer):
+    threshold = serializers.CharField(help_text="Qualifying value that keeps the tier.")
+    missing = serializers.CharField()
+    review_on = serializers.DateField(
+        allow_null=True, help_text="The tier is kept at least until this date."
+    )
+    manual_until = serializers.DateField(allow_null=True, help_text="Set by staff until.")
+
+
+class WindowOut(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["rolling", "calendar_year"])
+    start = serializers.DateField()
+    end = serializers.DateField()
+
+
+class ExpiringOut(serializers.Serializer):
+    date = serializers.DateField()
+    points = serializers.IntegerField()
+
+
+class ProgressOut(serializers.Serializer):
+    metric = serializers.ChoiceField(choices=["spend", "points"])
+    window = WindowOut()
+    qualifying_value = serializers.CharField()
+    tier = TierOut(allow_null=True)
+    next_tier = NextTierOut(allow_null=True)
+    keep = KeepTierOut(allow_null=True)
+    expiring = ExpiringOut(many=True, help_text="First in, first out: soonest first.")
+    expiring_within_30_days = serializers.IntegerField()
+
+
+class MemberLookupResponse(MemberSummary):
+    progress = ProgressOut()
+
+    class Meta(MemberSummary.Meta):
+        fields = [*MemberSummary.Meta.fields, "progress"]
+
+
 class MemberEnrolView(PosAPIView):
     @extend_schema(
         operation_id="enrol_member",
@@ -184,7 +241,7 @@ class MemberLookupView(PosAPIView):
             OpenApiParameter("email", str),
             OpenApiParameter("phone", str),
         ],
-        responses={200: MemberSummary},
+        responses={200: MemberLookupResponse},
     )
     def get(self, request):
         params = {
@@ -209,7 +266,8 @@ class MemberLookupView(PosAPIView):
         )
         if member is None:
             raise errors.MemberNotFound(field=field)
-        return Response(MemberSummary(member).data)
+        member.program = self.client.program  # already loaded with the API key
+        return Response({**MemberSummary(member).data, "progress": member_progress(member)})
 
 
 class LedgerEntryOut(serializers.ModelSerializer):
@@ -298,6 +356,16 @@ class BreakdownItem(serializers.Serializer):
     rule_id = serializers.IntegerField(allow_null=True)
 
 
+class TierUpgradeOut(serializers.Serializer):
+    from_ = serializers.CharField(allow_null=True)
+    to = serializers.CharField()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        fields["from"] = fields.pop("from_")  # a Python keyword
+        return fields
+
+
 class PurchaseResponse(serializers.Serializer):
     id = serializers.UUIDField()
     receipt_id = serializers.CharField()
@@ -313,6 +381,9 @@ class PurchaseResponse(serializers.Serializer):
     points_available = serializers.IntegerField(allow_null=True)
     points_pending = serializers.IntegerField(allow_null=True)
     tier = serializers.CharField(allow_null=True)
+    tier_upgrade = TierUpgradeOut(
+        allow_null=True, help_text="Set when this purchase moved the member up a tier."
+    )
 
 
 PURCHASE_EXAMPLE = {

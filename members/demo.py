@@ -335,6 +335,9 @@ MEMBER_COLUMNS = [
     "referral_code",
     "referred_by_id",
     "tier_id",
+    "tier_review_on",
+    "tier_manual_until",
+    "qualifying_bound",
     "points_available",
     "points_pending",
     "points_lifetime",
@@ -401,6 +404,7 @@ class _Plan:
     entry_id_base: int
     as_copy_text: bool
     members_end: int
+    today: date
 
 
 _Tier = namedtuple("_Tier", "pk qualify_threshold earn_multiplier")
@@ -454,6 +458,18 @@ def _generate_chunk(plan: _Plan, chunk: int):
         member_purchases.sort(key=lambda p: p[0])
         spend_12m = sum(a for at, a, _s in member_purchases if at > now - timedelta(days=365))
         tier = next((t for t in plan.tiers if spend_12m >= t.qualify_threshold), plan.tiers[-1])
+        # An upper bound of the qualifying spend (a window a little wider than the program's);
+        # the first nightly requalification sets it exactly.
+        bound = sum(
+            (a for at, a, _s in member_purchases if at >= now - timedelta(days=368)), Decimal(0)
+        )
+        # Tiers above the entry one were earned at some point of the past year: their reviews
+        # fall over the coming year.
+        review_on = (
+            plan.today + timedelta(days=rng.randint(1, 365))
+            if tier.pk != plan.tiers[-1].pk
+            else None
+        )
         available = pending = lifetime = 0
         for at, amount, store in member_purchases:
             points = int(
@@ -551,6 +567,9 @@ def _generate_chunk(plan: _Plan, chunk: int):
                 _referral(plan.seed, i),
                 None,
                 tier.pk,
+                review_on,
+                None,
+                bound,
                 available,
                 pending,
                 lifetime,
@@ -622,6 +641,7 @@ def generate_history(*, program: Program, members: int, months: int, seed: int) 
         entry_id_base=writer.next_id(PointsEntry),
         as_copy_text=writer.pg,
         members_end=members,
+        today=timezone.localtime(now, program.tzinfo).date(),
     )
     chunks = range((members + CHUNK - 1) // CHUNK)
     parallel = writer.pg and len(chunks) > 1

@@ -80,3 +80,12 @@ class UnknownReferralCode(DomainError):
     code = "unknown_referral_code"
     field = "referral_code"
     title = _("No member of this program has this referral code.")
+
+
+class InvalidManualTier(DomainError):
+    code = "invalid_manual_tier"
+    field = "tier"
+    title = _(
+        "A tier set by hand must be one of the member's program, with an end date that is not "
+        "in the past and a reason."
+    )

@@ -6,9 +6,10 @@ holds the lock on the member row (`lock_member`). Different members proceed in p
 """
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.db import connection, transaction
 
@@ -23,6 +24,7 @@ Bucket = PointsEntry.Bucket
 # Kinds that count towards lifetime points (earned, net of returns). Spending, expiry and
 # moves between buckets do not.
 LIFETIME_KINDS = frozenset({Kind.EARN, Kind.BONUS, Kind.RETURN})
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +79,13 @@ def post(
     staff_user=None,
     reason: str = "",
     is_activity: bool = False,
+    qualifying: Decimal = ZERO,
 ) -> list[PointsEntry]:
     """Append the rows of one business action and move the member's cached balances with them.
 
     The caller is inside a transaction and holds the member's lock (see `lock_member`). Zero
-    postings are skipped. `member` is updated in place with the new balances.
+    postings are skipped. `member` is updated in place with the new balances. `qualifying`
+    raises the member's qualifying bound (members/tiers.py) in the same UPDATE.
     """
     if not connection.in_atomic_block:
         raise transaction.TransactionManagementError("ledger.post needs a transaction")
@@ -113,24 +117,131 @@ def post(
     last_activity = member.last_activity_at
     if is_activity and (last_activity is None or last_activity < effective_at):
         last_activity = effective_at
-    if rows or last_activity != member.last_activity_at:
+    if rows or qualifying or last_activity != member.last_activity_at:
         with connection.cursor() as cursor:
             cursor.execute(
                 _UPDATE_BALANCES_SQL,
-                [d_available, d_pending, d_lifetime, last_activity, member.pk],
+                [d_available, d_pending, d_lifetime, qualifying, last_activity, member.pk],
             )
     member.points_available += d_available
     member.points_pending += d_pending
     member.points_lifetime += d_lifetime
     member.last_activity_at = last_activity
+    member.qualifying_bound += qualifying
     return rows
 
 
 _UPDATE_BALANCES_SQL = (
     f"UPDATE {Member._meta.db_table} SET points_available = points_available + %s, "
     "points_pending = points_pending + %s, points_lifetime = points_lifetime + %s, "
-    "last_activity_at = %s WHERE id = %s"
+    "qualifying_bound = qualifying_bound + %s, last_activity_at = %s WHERE id = %s"
 )
+
+
+# Bulk postings, for the nightly jobs ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BulkPosting:
+    """One ledger row of a bulk action; rows of one member's action share `txn`."""
+
+    member_id: int
+    kind: str
+    bucket: str
+    points: int
+    txn: uuid.UUID
+    effective_at: datetime
+    purchase_id: int | None = None
+    store_id: int | None = None
+    reason: str = ""
+
+
+def lock_members(member_ids: Sequence[int]) -> list[int]:
+    """Lock these members' rows (in id order, so that two lockers cannot deadlock); return the
+    ids that exist. The caller is inside a transaction."""
+    if not member_ids:
+        return []
+    return list(
+        Member.objects.filter(pk__in=sorted(member_ids))
+        .order_by("pk")
+        .select_for_update()
+        .values_list("pk", flat=True)
+    )
+
+
+_ENTRY_COLUMNS = (
+    "txn",
+    "program_id",
+    "member_id",
+    "kind",
+    "bucket",
+    "points",
+    "created_at",
+    "effective_at",
+    "purchase_id",
+    "store_id",
+    "reason",
+)
+_BULK_CHUNK = 1000
+
+
+def post_many(program_id: int, postings: Sequence[BulkPosting], *, now: datetime) -> dict:
+    """Append the rows of many members' actions and move their cached balances with them.
+
+    The caller is inside a transaction and holds the lock of every member concerned
+    (`lock_members`). Rows go in multi-row INSERTs, balances in one batched UPDATE. Returns the
+    points moved per (kind, bucket).
+    """
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError("ledger.post_many needs a transaction")
+    postings = [p for p in postings if p.points]
+    if not postings:
+        return {}
+    field = PointsEntry._meta.get_field
+    txn_prep = field("txn").get_db_prep_value
+    time_prep = field("effective_at").get_db_prep_value
+    created = time_prep(now, connection)
+    deltas: dict[int, list[int]] = {}
+    moved: dict[str, int] = {}
+    table = PointsEntry._meta.db_table
+    columns = ", ".join(f'"{c}"' for c in _ENTRY_COLUMNS)
+    placeholders = "(" + ", ".join(["%s"] * len(_ENTRY_COLUMNS)) + ")"
+    with connection.cursor() as cursor:
+        for start in range(0, len(postings), _BULK_CHUNK):
+            chunk = postings[start : start + _BULK_CHUNK]
+            params = []
+            for p in chunk:
+                params += [
+                    txn_prep(p.txn, connection),
+                    program_id,
+                    p.member_id,
+                    p.kind,
+                    p.bucket,
+                    p.points,
+                    created,
+                    time_prep(p.effective_at, connection),
+                    p.purchase_id,
+                    p.store_id,
+                    p.reason,
+                ]
+                d = deltas.setdefault(p.member_id, [0, 0, 0])
+                d[0 if p.bucket == Bucket.AVAILABLE else 1] += p.points
+                if p.kind in LIFETIME_KINDS:
+                    d[2] += p.points
+                key = f"{p.kind}_{p.bucket}"
+                moved[key] = moved.get(key, 0) + p.points
+            cursor.execute(
+                f'INSERT INTO "{table}" ({columns}) VALUES '
+                + ", ".join([placeholders] * len(chunk)),
+                params,
+            )
+        cursor.executemany(
+            f"UPDATE {Member._meta.db_table} SET points_available = points_available + %s, "
+            "points_pending = points_pending + %s, points_lifetime = points_lifetime + %s "
+            "WHERE id = %s",
+            [(a, p, li, member_id) for member_id, (a, p, li) in sorted(deltas.items())],
+        )
+    return moved
 
 
 MISMATCH_SQL = """

@@ -80,6 +80,28 @@ class Member(models.Model):
         related_name="members",
         verbose_name=_("tier"),
     )
+    tier_review_on = models.DateField(
+        _("tier reviewed on"),
+        null=True,
+        blank=True,
+        help_text=_("The tier is kept at least until this date, then requalified (grace)."),
+    )
+    tier_manual_until = models.DateField(
+        _("tier set by hand until"),
+        null=True,
+        blank=True,
+        help_text=_("A tier set by staff is kept until this date, whatever the metric says."),
+    )
+    # An upper bound of the member's qualifying spend or points in the current window: set
+    # exactly by the nightly requalification, raised by every purchase since. A purchase
+    # looks the exact value up only when this bound says it may cross the next threshold.
+    qualifying_bound = models.DecimalField(
+        _("qualifying value (upper bound)"),
+        max_digits=14,
+        decimal_places=2,
+        default=0,
+        editable=False,
+    )
     # Cached balances: changed only by members/ledger.py, in the transaction that writes the
     # ledger rows, under a lock on this row. check_ledger proves they equal the ledger sums.
     points_available = models.IntegerField(_("available points"), default=0, editable=False)
@@ -116,6 +138,11 @@ class Member(models.Model):
         indexes = [
             models.Index(fields=["program", "enrolled_at"], name="member_program_enrolled"),
             models.Index(fields=["program", "last_name"], name="member_program_last_name"),
+            models.Index(
+                fields=["program", "last_activity_at"],
+                condition=Q(points_available__gt=0),
+                name="member_holding_points_activity",
+            ),
         ]
 
     def __str__(self):
@@ -360,3 +387,119 @@ class PointsEntry(models.Model):
 
     def __str__(self):
         return f"{self.kind} {self.points:+d} ({self.bucket})"
+
+
+class TierChange(models.Model):
+    """Every change of a member's tier: from, to, why and when."""
+
+    class Reason(models.TextChoices):
+        PURCHASE = "purchase", _("Upgrade on a purchase")
+        REQUALIFICATION = "requalification", _("Nightly requalification")
+        DOWNGRADE = "downgrade", _("Downgrade after the grace period")
+        MANUAL = "manual", _("Set by staff")
+        MANUAL_ENDED = "manual_ended", _("Tier set by staff ended")
+
+    program = models.ForeignKey(
+        Program, on_delete=models.PROTECT, related_name="+", verbose_name=_("program")
+    )
+    member = models.ForeignKey(
+        Member,
+        on_delete=models.PROTECT,
+        related_name="tier_changes",
+        verbose_name=_("member"),
+        db_index=False,  # covered by a composite index below
+    )
+    from_tier = models.ForeignKey(
+        Tier,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("from"),
+    )
+    to_tier = models.ForeignKey(
+        Tier,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("to"),
+    )
+    reason = models.CharField(_("why"), max_length=16, choices=Reason.choices)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    qualifying_value = models.DecimalField(
+        _("qualifying value"), max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    purchase = models.ForeignKey(
+        Purchase,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("purchase"),
+    )
+    staff_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("staff user"),
+    )
+    created_at = models.DateTimeField(_("when"))
+
+    class Meta:
+        verbose_name = _("tier change")
+        verbose_name_plural = _("tier changes")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["member", "-created_at"], name="tierchange_member_created"),
+            models.Index(fields=["program", "created_at"], name="tierchange_program_created"),
+        ]
+
+    def __str__(self):
+        return f"{self.from_tier or '-'} -> {self.to_tier or '-'} ({self.get_reason_display()})"
+
+
+class MemberNotification(models.Model):
+    """An email to a member, claimed before it is sent, so that it goes out once.
+
+    Unique per (member, kind, key): the nightly job can run any number of times.
+    """
+
+    class Kind(models.TextChoices):
+        POINTS_EXPIRING = "points_expiring", _("Points expiring soon")
+        TIER_CHANGED = "tier_changed", _("Tier changed")
+
+    member = models.ForeignKey(
+        Member,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        verbose_name=_("member"),
+        db_index=False,  # covered by the unique constraint
+    )
+    kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    key = models.CharField(_("key"), max_length=40)
+    context = models.JSONField(_("content"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("claimed at"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    error = models.TextField(_("last error"), blank=True)
+
+    class Meta:
+        verbose_name = _("member notification")
+        verbose_name_plural = _("member notifications")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["member", "kind", "key"], name="notification_once_per_key"
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["created_at"], condition=Q(sent_at__isnull=True), name="notification_unsent"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.key}"

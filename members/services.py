@@ -20,7 +20,7 @@ from loyalty.models import Program, Store
 from loyalty.selectors import entry_tier, program_rules, tier_bonus
 from loyalty.sql import insert
 
-from . import errors, ledger
+from . import errors, ledger, tiers
 from .cards import new_card_number, new_referral_code, normalize_card_number
 from .ledger import Bucket, Kind, Posting
 from .models import Member, PointsEntry, Purchase, PurchaseLine, PurchaseReturn
@@ -312,10 +312,22 @@ def _record_new_purchase(
             postings = [Posting(Kind.EARN, bucket, points)]
         else:
             postings = []
+        contribution = (
+            tiers.purchase_contribution(program, amount, points) if member else Decimal(0)
+        )
+        upgrade = (
+            tiers.upgrade_for_purchase(
+                program, member, contribution=contribution, occurred_at=occurred_at, now=now
+            )
+            if member
+            else None
+        )
         summary = _member_summary(member)
         if postings:
             key = "points_pending" if is_pending else "points_available"
             summary[key] += points
+        if upgrade:
+            summary["tier"] = upgrade.to_tier.name
         purchase.response = _dump(
             {
                 "id": str(purchase.public_id),
@@ -329,6 +341,14 @@ def _record_new_purchase(
                 "release_at": _iso(purchase.release_at),
                 "breakdown": purchase.breakdown,
                 **summary,
+                "tier_upgrade": (
+                    {
+                        "from": upgrade.from_tier.name if upgrade.from_tier else None,
+                        "to": upgrade.to_tier.name,
+                    }
+                    if upgrade
+                    else None
+                ),
             }
         )
         insert([purchase])
@@ -357,7 +377,10 @@ def _record_new_purchase(
                 purchase=purchase,
                 store=store,
                 is_activity=True,
+                qualifying=contribution,
             )
+            if upgrade:
+                tiers.apply_upgrade(member, upgrade, purchase=purchase, now=now)
     return Outcome(created=True, body=purchase.response)
 
 

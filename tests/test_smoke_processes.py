@@ -281,3 +281,66 @@ def test_production_processes_serve_and_run_scheduled_jobs(processes):
     # SIGTERM reaches each program (bin/serve execs it), which stops cleanly with its children;
     # had bin/serve not exec'd, the shell would die and leave the program running.
     assert processes.stop_all() == {"beat": 0, "worker": 0, "web": 0}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_runs_the_nightly_chain_from_redis(processes):
+    """The nightly chain sent through Redis to the compose worker: it releases, expires,
+    requalifies and notifies, each job recorded, and the ledger stays consistent."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from members import ledger, services
+    from members.models import Member, MemberNotification, PointsEntry, TierChange
+    from tests.factories import ProgramFactory, StoreFactory, TierFactory, enrol
+
+    program = ProgramFactory(return_window_days=1)
+    TierFactory(program=program, name="Base", rank=0)
+    gold = TierFactory(program=program, name="Gold", rank=1, qualify_threshold=Decimal("100"))
+    store = StoreFactory(program=program)
+    member = enrol(program, email="nightly@example.fr")
+    services.record_purchase(
+        store=store,
+        receipt_id="N-1",
+        amount=Decimal("150.00"),
+        currency="EUR",
+        occurred_at=timezone.now() - timedelta(days=2),
+        card_number=member.card_number,
+    )
+    member.refresh_from_db()
+    assert member.points_pending == 150
+    assert member.tier_id == gold.pk  # upgraded at once, by the purchase
+    # An earlier tier set by hand that ended: the worker must bring the member back to Gold.
+    Member.objects.filter(pk=member.pk).update(
+        tier_id=program.tiers.get(rank=0).pk,
+        tier_manual_until=timezone.localdate() - timedelta(days=2),
+    )
+
+    processes.start("worker")
+    result = celery_app.send_task("members.tasks.run_nightly")
+    assert result.id
+    runs = JobRun.objects.filter(name__startswith="members.", status=JobRun.Status.SUCCEEDED)
+    deadline = time.monotonic() + START_TIMEOUT * 2
+    while runs.count() < 4 and time.monotonic() < deadline:
+        processes.assert_running()
+        assert not JobRun.objects.filter(
+            name__startswith="members.", status=JobRun.Status.FAILED
+        ).exists(), list(JobRun.objects.values("name", "error"))
+        time.sleep(0.5)
+    assert sorted(runs.values_list("name", flat=True)) == sorted(
+        f"members.{name}"
+        for name in ("release_pending_points", "expire_points", "requalify_tiers", "notify_members")
+    )
+    member.refresh_from_db()
+    assert (member.points_pending, member.points_available) == (0, 150)
+    assert PointsEntry.objects.filter(member=member, kind="release").count() == 2
+    assert member.tier_id == gold.pk
+    # Gold is above the tier the member was left in: an upgrade, which also ends the manual tier.
+    assert TierChange.objects.filter(member=member, reason="requalification").count() == 1
+    assert member.tier_manual_until is None
+    assert MemberNotification.objects.filter(member=member, sent_at__isnull=False).exists()
+    assert "members.tasks.run_nightly" in processes.output("worker")
+    assert ledger.find_mismatches() == []
+    assert processes.stop_all() == {"worker": 0}

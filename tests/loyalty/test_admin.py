@@ -111,6 +111,8 @@ def test_program_can_be_added_with_inlines_empty(admin_client):
         "tier_metric": "spend",
         "tier_window": "rolling",
         "tier_window_months": "12",
+        "tier_grace_periods": "1",
+        "tier_downgrade_policy": "one_step",
         "gross_margin_rate": "0.35",
         "point_cost_amount": "0.01",
     }

@@ -1,6 +1,7 @@
 """Staff admin of members, purchases and the ledger: pages load, balances stay read-only,
 points move only through the adjustment view, and the ledger cannot be edited."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -9,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from members import ledger, services
-from members.models import Member, PointsEntry, Purchase
+from members.models import Member, PointsEntry, Purchase, TierChange
 from tests.factories import StaffUserFactory
 
 
@@ -114,6 +115,10 @@ def _change_form_data(response):
         elif hasattr(value, "pk"):
             value = value.pk
         data[name] = value
+    for inline in response.context["inline_admin_formsets"]:  # the read-only tier history
+        management = inline.formset.management_form
+        for name in management.fields:
+            data[f"{management.prefix}-{name}"] = management[name].value()
     return data
 
 
@@ -289,18 +294,83 @@ def test_ledger_visible_with_view_permission_only(client, member, purchase):
     assert client.post(change, {"points": "1"}).status_code == 403
 
 
-def test_member_change_refuses_tier_of_another_program(admin_client, member):
+def test_member_change_form_cannot_set_the_tier(admin_client, member):
     from tests.factories import TierFactory
 
-    other_tier = TierFactory(name="Gold elsewhere")
+    gold = TierFactory(program=member.program, name="Gold", rank=5)
     response = admin_client.get(change_url(member))
     data = _change_form_data(response)
-    data["tier"] = other_tier.pk
-    response = admin_client.post(change_url(member), data)
-    assert response.status_code == 200
-    assert "tier" in response.context["adminform"].form.errors
+    data["tier"] = gold.pk
+    assert admin_client.post(change_url(member), data).status_code == 302
     member.refresh_from_db()
-    assert member.tier_id != other_tier.pk
+    assert member.tier_id != gold.pk
+    assert not TierChange.objects.filter(member=member).exists()
+
+
+def set_tier_url(member):
+    return reverse("admin:members_member_set_tier", args=[member.pk])
+
+
+def test_set_tier_records_the_change_with_staff_user_and_reason(admin_client, admin_user, member):
+    from tests.factories import TierFactory
+
+    gold = TierFactory(program=member.program, name="Gold", rank=5)
+    page = admin_client.get(set_tier_url(member))
+    assert page.status_code == 200
+    assert "Gold" in page.text
+    until = (timezone.localdate() + timedelta(days=90)).isoformat()
+    response = admin_client.post(
+        set_tier_url(member), {"tier": gold.pk, "until": until, "reason": "Press partner"}
+    )
+    assert response.status_code == 302
+    member.refresh_from_db()
+    assert member.tier_id == gold.pk
+    assert member.tier_manual_until.isoformat() == until
+    change = TierChange.objects.get(member=member)
+    assert change.reason == TierChange.Reason.MANUAL
+    assert change.to_tier_id == gold.pk
+    assert change.staff_user_id == admin_user.pk
+    assert change.note == "Press partner"
+    page = admin_client.get(change_url(member))
+    assert "Press partner" in page.text  # the tier history inline
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"until": "+90", "reason": ""}, "reason"),
+        ({"until": "-1", "reason": "VIP"}, "until"),
+        ({"until": "not a date", "reason": "VIP"}, "until"),
+        ({"until": "+90", "reason": "VIP", "tier": "other"}, "tier"),
+    ],
+)
+def test_set_tier_invalid_post_writes_nothing(admin_client, member, data, field):
+    from tests.factories import TierFactory
+
+    gold = TierFactory(program=member.program, name="Gold", rank=5)
+    other = TierFactory(name="Gold elsewhere")
+    post = {"tier": other.pk if data.get("tier") == "other" else gold.pk, "reason": data["reason"]}
+    if data["until"].lstrip("+-").isdigit():
+        post["until"] = (timezone.localdate() + timedelta(days=int(data["until"]))).isoformat()
+    else:
+        post["until"] = data["until"]
+    response = admin_client.post(set_tier_url(member), post)
+    assert response.status_code == 200
+    assert field in response.context["form"].errors
+    member.refresh_from_db()
+    assert member.tier_id != gold.pk
+    assert not TierChange.objects.exists()
+
+
+def test_set_tier_refused_without_change_permission(client, member):
+    client, _user = staff_client(client, "view_member")
+    assert client.get(set_tier_url(member)).status_code == 403
+
+
+def test_tier_history_and_notifications_are_read_only(admin_client, member):
+    for name in ("tierchange", "membernotification"):
+        assert admin_client.get(reverse(f"admin:members_{name}_changelist")).status_code == 200
+        assert admin_client.get(reverse(f"admin:members_{name}_add")).status_code == 403
 
 
 def test_member_change_records_consent_time(admin_client, member):

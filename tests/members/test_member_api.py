@@ -11,6 +11,7 @@ from members import services
 from members.cards import format_card_number, is_valid_card_number
 from members.ledger import find_mismatches
 from members.models import Member
+from members.tiers import add_months
 from tests.factories import (
     ProgramFactory,
     StaffUserFactory,
@@ -195,9 +196,64 @@ def test_lookup_of_another_programs_member_is_404(api, member):
         assert_problem(response, 404, "member_not_found")
 
 
-def test_lookup_takes_at_most_4_queries(api, member, django_assert_max_num_queries):
+def test_lookup_gives_tier_progress_and_expiring_points(api, program, store, member):
+    program.expiry_policy = "after_earning"
+    program.expiry_months = 12
+    program.return_window_days = 0
+    program.save()
+    TierFactory(
+        program=program,
+        name="Silver",
+        rank=1,
+        qualify_threshold=Decimal("100"),
+        retain_threshold=Decimal("80"),
+        perks="Free delivery\nPrivate sales",
+    )
+    buy(store, member, "P-1", "40.00", timezone.now() - timedelta(days=2))
+    body = api.get(LOOKUP_URL, {"card_number": member.card_number}).json()
+    progress = body["progress"]
+    assert progress["metric"] == "spend"
+    assert progress["qualifying_value"] == "40.00"
+    assert progress["tier"]["name"] == "Bronze"
+    assert progress["next_tier"]["name"] == "Silver"
+    assert progress["next_tier"]["missing"] == "60.00"
+    assert progress["keep"] is None  # nothing to keep in the entry tier
+    earned_on = timezone.localdate(timezone.now() - timedelta(days=2), program.tzinfo)
+    expires_on = add_months(earned_on, 12)
+    assert progress["expiring"] == [{"date": expires_on.isoformat(), "points": 40}]
+    assert progress["expiring_within_30_days"] == 0
+
+    response = api.post(
+        "/api/v1/purchases/",
+        {
+            "receipt_id": "P-2",
+            "card_number": member.card_number,
+            "amount": "60.00",
+            "currency": "EUR",
+            "occurred_at": timezone.now().isoformat(),
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    assert response.json()["tier"] == "Silver"
+    assert response.json()["tier_upgrade"] == {"from": "Bronze", "to": "Silver"}
+    progress = api.get(LOOKUP_URL, {"card_number": member.card_number}).json()["progress"]
+    assert progress["tier"] == {
+        "name": "Silver",
+        "rank": 1,
+        "earn_multiplier": "1.00",
+        "perks": ["Free delivery", "Private sales"],
+    }
+    assert progress["next_tier"] is None
+    assert progress["keep"]["threshold"] == "80.00"
+    assert progress["keep"]["missing"] == "0"
+    assert progress["keep"]["review_on"] is not None
+    assert find_mismatches() == []
+
+
+def test_lookup_takes_at_most_6_queries(api, member, django_assert_max_num_queries):
     api.get(LOOKUP_URL, {"card_number": member.card_number})  # warm-up
-    with django_assert_max_num_queries(4):
+    with django_assert_max_num_queries(6):
         response = api.get(LOOKUP_URL, {"card_number": member.card_number})
     assert response.status_code == 200
 

@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from loyalty.demo import seed_program
+from members import jobs
 from members.demo import generate_history
 from members.models import Member
 
@@ -31,8 +32,14 @@ class Command(BaseCommand):
             action="store_true",
             help="also create the demo staff login (always done when DEBUG is on)",
         )
+        parser.add_argument(
+            "--no-nightly",
+            action="store_true",
+            help="do not run last night's member jobs (release, expiry, requalification) on "
+            "the generated history",
+        )
 
-    def handle(self, *args, members, months, seed, staff_user, **options):
+    def handle(self, *args, members, months, seed, staff_user, no_nightly=False, **options):
         started = time.monotonic()
         launch = (timezone.now() - timedelta(days=round((months + 12) * 30.44))).date()
         program = seed_program(launch=launch)
@@ -48,6 +55,13 @@ class Command(BaseCommand):
                 f"generated {stats.members} members, {stats.purchases} member purchases, "
                 f"{stats.anonymous_purchases} anonymous purchases, {stats.entries} ledger rows"
             )
+            if not no_nightly:
+                # The history ends now: bring it to where last night's jobs would have left it
+                # (points past their expiry expired, tiers and their bounds requalified).
+                for name in ("release_pending_points", "expire_points", "requalify_tiers"):
+                    summary = jobs.run_job(name, programs=[program])[program.slug]
+                    done = ", ".join(f"{k} {v}" for k, v in summary.items() if k != "night")
+                    self.stdout.write(f"{name}: {done}")
         if settings.DEBUG or staff_user:
             username, password = DEMO_STAFF
             user, created = get_user_model().objects.get_or_create(

@@ -1,0 +1,516 @@
+"""The nightly member jobs: release pending points, expire points, requalify tiers, notify.
+
+Each job works per program, on the program's local date (the *night*), in batches of members
+selected in SQL: a batch is one transaction that locks its members (in id order), recomputes
+what to do under the lock, and writes it with bulk statements. So:
+
+- set-based: no Python loop loads every member; the work of a batch is computed in SQL;
+- idempotent: what a job does is a function of the ledger as it stands (a purchase not yet
+  released, points above what FIFO lets a member keep, a review date that has passed), so a
+  second run the same night finds nothing left to do, and a run killed half way leaves whole
+  batches done or not done, which the next run completes;
+- observable: `run_job` records each run (start, end, counts, error) as a JobRun.
+
+`night` is the local date the job runs for; by default today in the program's time zone.
+"""
+
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from loyalty.jobs import record_job_run
+from loyalty.models import Program
+from loyalty.selectors import program_tiers
+from loyalty.sql import dt, parse_dt
+
+from . import ledger, notifications, tiers
+from .ledger import Bucket, BulkPosting, Kind
+from .models import Member, PointsEntry, Purchase, TierChange
+
+BATCH_SIZE = 5000
+REQUALIFY_BATCH_SIZE = 20000
+EXPIRY_WARNING_DAYS = 30
+
+M = Member._meta.db_table
+P = Purchase._meta.db_table
+E = PointsEntry._meta.db_table
+
+
+class JobAlreadyRunning(Exception):
+    pass
+
+
+@dataclass
+class Context:
+    program: Program
+    now: datetime
+    night: date
+    dry_run: bool
+    batch_size: int
+
+
+@contextmanager
+def _batch(ctx: Context):
+    """One batch: a transaction, rolled back at the end on a dry run."""
+    with transaction.atomic():
+        yield
+        if ctx.dry_run:
+            transaction.set_rollback(True)
+
+
+def _local_date(program: Program, now: datetime) -> date:
+    return timezone.localtime(now, program.tzinfo).date()
+
+
+def _fetch(sql: str, params) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def _read_dt(value) -> datetime:
+    """A datetime column read by hand-written SQL, aware (SQLite returns a plain column as a
+    naive UTC datetime, which parse_dt leaves naive)."""
+    value = parse_dt(value)
+    if timezone.is_naive(value):
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def _ids_sql(ids) -> str:
+    return ", ".join(str(int(i)) for i in ids)
+
+
+# Release of pending points ----------------------------------------------------------------------
+
+_DUE_MEMBERS_SQL = f"""
+SELECT DISTINCT member_id FROM {P}
+WHERE program_id = %s AND released_at IS NULL AND member_id IS NOT NULL
+  AND release_at <= %s AND member_id > %s
+ORDER BY member_id LIMIT %s
+"""
+
+
+def release_pending_points(ctx: Context) -> dict:
+    """Move the points of purchases whose return window has closed from pending to available:
+    per purchase, one balanced release transaction (pending -x, available +x), where x is what
+    is still pending (earned minus returned during the window)."""
+    program, now = ctx.program, ctx.now
+    summary = {"purchases": 0, "members": 0, "points": 0, "batches": 0}
+    last = 0
+    while True:
+        with _batch(ctx):
+            ids = [
+                r[0] for r in _fetch(_DUE_MEMBERS_SQL, [program.pk, dt(now), last, ctx.batch_size])
+            ]
+            if not ids:
+                break
+            last = ids[-1]
+            ledger.lock_members(ids)
+            # Under the locks, no return can move these purchases' points any more.
+            due = _fetch(
+                f"SELECT id, member_id, points_earned - points_reversed, release_at, store_id "
+                f"FROM {P} WHERE member_id IN ({_ids_sql(ids)}) AND released_at IS NULL "
+                "AND release_at <= %s ORDER BY id",
+                [dt(now)],
+            )
+            postings = []
+            for purchase_id, member_id, points, release_at, store_id in due:
+                if points <= 0:
+                    continue
+                txn = uuid.uuid4()
+                for bucket, signed in ((Bucket.PENDING, -points), (Bucket.AVAILABLE, points)):
+                    postings.append(
+                        BulkPosting(
+                            member_id=member_id,
+                            kind=Kind.RELEASE,
+                            bucket=bucket,
+                            points=signed,
+                            txn=txn,
+                            effective_at=_read_dt(release_at),
+                            purchase_id=purchase_id,
+                            store_id=store_id,
+                        )
+                    )
+                summary["points"] += points
+            ledger.post_many(program.pk, postings, now=now)
+            Purchase.objects.filter(pk__in=[row[0] for row in due]).update(released_at=now)
+            summary["purchases"] += len(due)
+            summary["members"] += len({row[1] for row in due})
+            summary["batches"] += 1
+    return summary
+
+
+# Expiry -----------------------------------------------------------------------------------------
+
+
+def expiry_cutoff(program: Program, night: date) -> datetime:
+    """Points earned before this instant have expired by `night` (after-earning policy): points
+    earned on local date D expire on D + N months."""
+    return tiers.local_midnight(
+        program, tiers.add_months(night, -program.expiry_months) + timedelta(days=1)
+    )
+
+
+# Credits to the available bucket since `cutoff`, by member, dated by when they were earned (a
+# release by its purchase's date). Under first-in first-out, what a member may keep is at most
+# these recent credits: the excess of the balance over them is older points, which expire.
+_RECENT_CREDITS_SQL = f"""
+SELECT e.member_id, SUM(e.points) FROM {E} e
+LEFT JOIN {P} p ON p.id = e.purchase_id AND e.kind = 'release'
+WHERE e.member_id IN ({{ids}}) AND e.bucket = 'available' AND e.points > 0
+  AND e.effective_at >= %s AND (e.kind <> 'release' OR p.occurred_at >= %s)
+GROUP BY e.member_id
+"""
+
+_HOLDERS_SQL = f"""
+SELECT id, points_available FROM {M}
+WHERE program_id = %s AND points_available > 0 AND id > %s ORDER BY id LIMIT %s
+"""
+
+
+def fifo_excess(ids_and_balances, cutoff: datetime) -> dict[int, int]:
+    """Points that have expired under FIFO for each (member id, available balance): the balance
+    minus the credits earned since `cutoff`, where positive."""
+    balances = dict(ids_and_balances)
+    if not balances:
+        return {}
+    recent = dict(
+        _fetch(_RECENT_CREDITS_SQL.format(ids=_ids_sql(balances)), [dt(cutoff), dt(cutoff)])
+    )
+    excess = {}
+    for member_id, balance in balances.items():
+        over = balance - int(recent.get(member_id) or 0)
+        if over > 0:
+            excess[member_id] = over
+    return excess
+
+
+def _inactive_holders_sql():
+    return f"""
+SELECT id, points_available FROM {M}
+WHERE program_id = %s AND points_available > 0 AND id > %s
+  AND COALESCE(last_activity_at, enrolled_at) < %s
+ORDER BY id LIMIT %s
+"""
+
+
+def inactivity_cutoff(program: Program, night: date) -> datetime:
+    """Members whose last activity is before this instant have been inactive for the program's
+    M months by `night`."""
+    return tiers.local_midnight(
+        program, tiers.add_months(night, -program.expiry_months) + timedelta(days=1)
+    )
+
+
+def expire_points(ctx: Context) -> dict:
+    """Expire points by the program's policy: none; N months after earning, first in first out;
+    or the whole available balance after M months without activity. One expire row per member
+    and night."""
+    program = ctx.program
+    summary = {"policy": program.expiry_policy, "members": 0, "points": 0, "batches": 0}
+    if program.expiry_policy == Program.ExpiryPolicy.NONE:
+        return summary
+    by_inactivity = program.expiry_policy == Program.ExpiryPolicy.AFTER_INACTIVITY
+    cutoff = (inactivity_cutoff if by_inactivity else expiry_cutoff)(program, ctx.night)
+    last = 0
+    while True:
+        # Candidates are read without locks; what expires is recomputed under the locks.
+        if by_inactivity:
+            rows = _fetch(_inactive_holders_sql(), [program.pk, last, dt(cutoff), ctx.batch_size])
+        else:
+            rows = _fetch(_HOLDERS_SQL, [program.pk, last, ctx.batch_size])
+        if not rows:
+            break
+        last = rows[-1][0]
+        candidates = [r[0] for r in rows] if by_inactivity else list(fifo_excess(rows, cutoff))
+        if not candidates:
+            continue
+        with _batch(ctx):
+            ledger.lock_members(candidates)
+            if by_inactivity:
+                locked = _fetch(
+                    f"SELECT id, points_available FROM {M} WHERE id IN ({_ids_sql(candidates)}) "
+                    "AND points_available > 0 AND COALESCE(last_activity_at, enrolled_at) < %s",
+                    [dt(cutoff)],
+                )
+                expiring = dict(locked)
+            else:
+                locked = _fetch(
+                    f"SELECT id, points_available FROM {M} WHERE id IN ({_ids_sql(candidates)}) "
+                    "AND points_available > 0",
+                    [],
+                )
+                expiring = fifo_excess(locked, cutoff)
+            reason = "inactivity" if by_inactivity else "fifo"
+            postings = [
+                BulkPosting(
+                    member_id=member_id,
+                    kind=Kind.EXPIRE,
+                    bucket=Bucket.AVAILABLE,
+                    points=-points,
+                    txn=uuid.uuid4(),
+                    effective_at=ctx.now,
+                    reason=reason,
+                )
+                for member_id, points in sorted(expiring.items())
+            ]
+            ledger.post_many(program.pk, postings, now=ctx.now)
+            summary["members"] += len(postings)
+            summary["points"] += sum(expiring.values())
+            summary["batches"] += 1
+    return summary
+
+
+# Tier requalification ---------------------------------------------------------------------------
+
+
+def _values_sql(program: Program, where: str) -> str:
+    value = tiers._value_expression(program)
+    return f"""
+SELECT m.id, m.tier_id, m.tier_review_on, m.tier_manual_until, m.qualifying_bound,
+       COALESCE(SUM(CASE WHEN p.occurred_at >= %s AND p.occurred_at < %s THEN {value} END), 0),
+       COALESCE(SUM(CASE WHEN p.occurred_at >= %s THEN {value} END), 0)
+FROM {M} m LEFT JOIN {P} p ON p.member_id = m.id AND p.occurred_at >= %s
+WHERE {where}
+GROUP BY m.id, m.tier_id, m.tier_review_on, m.tier_manual_until, m.qualifying_bound
+ORDER BY m.id
+"""
+
+
+def _as_decimal(value) -> Decimal:
+    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
+
+
+def _as_date(value) -> date | None:
+    if value is None or isinstance(value, date):
+        return value
+    return date.fromisoformat(value)
+
+
+def requalify_tiers(ctx: Context) -> dict:
+    """Review every member's tier: upgrades the metric supports, downgrades once the grace has
+    passed (one tier or straight down, by policy), the end of tiers set by staff, and the exact
+    qualifying bound that lets purchases skip the lookup."""
+    program, night = ctx.program, ctx.night
+    all_tiers = program_tiers(program)
+    summary = {
+        "members": 0,
+        "upgrades": 0,
+        "downgrades": 0,
+        "manual_ended": 0,
+        "renewed": 0,
+        "bounds": 0,
+        "batches": 0,
+    }
+    if not all_tiers:
+        return summary
+    review_start, review_end = tiers.window_bounds(program, night - timedelta(days=1))
+    now_start, _end = tiers.window_bounds(program, night)
+    since = min(review_start, now_start)
+    params = [dt(review_start), dt(review_end), dt(now_start), dt(since)]
+    last = 0
+    while True:
+        ids = [
+            r[0]
+            for r in _fetch(
+                f"SELECT id FROM {M} WHERE program_id = %s AND status <> 'closed' AND id > %s "
+                "ORDER BY id LIMIT %s",
+                [program.pk, last, ctx.batch_size],
+            )
+        ]
+        if not ids:
+            break
+        rows = _fetch(
+            _values_sql(
+                program, "m.program_id = %s AND m.id BETWEEN %s AND %s AND m.status <> 'closed'"
+            ),
+            [*params, program.pk, ids[0], ids[-1]],
+        )
+        last = ids[-1]
+        summary["members"] += len(rows)
+        candidates = [r[0] for r in rows if _plan(program, all_tiers, night, r)]
+        if not candidates:
+            continue
+        with _batch(ctx):
+            ledger.lock_members(candidates)
+            locked = _fetch(_values_sql(program, f"m.id IN ({_ids_sql(candidates)})"), params)
+            changes, updates = [], []
+            for row in locked:
+                plan = _plan(program, all_tiers, night, row)
+                if not plan:
+                    continue
+                member_id, tier_id, review_on, manual_until, bound, v_review, _v_now = row
+                decision, new_bound = plan
+                if decision is not None:
+                    new_tier = decision.tier
+                    if decision.reason:
+                        changes.append(
+                            TierChange(
+                                program_id=program.pk,
+                                member_id=member_id,
+                                from_tier_id=tier_id,
+                                to_tier_id=new_tier.pk if new_tier else None,
+                                reason=decision.reason,
+                                qualifying_value=_as_decimal(v_review),
+                                created_at=ctx.now,
+                            )
+                        )
+                        key = {
+                            TierChange.Reason.REQUALIFICATION: "upgrades",
+                            TierChange.Reason.DOWNGRADE: "downgrades",
+                            TierChange.Reason.MANUAL_ENDED: "manual_ended",
+                        }[decision.reason]
+                        summary[key] += 1
+                    else:
+                        summary["renewed"] += 1
+                    tier_id = new_tier.pk if new_tier else None
+                    review_on = decision.review_on
+                    if decision.clear_manual:
+                        manual_until = None
+                if new_bound is not None:
+                    summary["bounds"] += 1
+                    bound = new_bound
+                updates.append((tier_id, review_on, manual_until, bound, member_id))
+            TierChange.objects.bulk_create(changes)
+            with connection.cursor() as cursor:
+                cursor.executemany(
+                    f"UPDATE {M} SET tier_id = %s, tier_review_on = %s, tier_manual_until = %s, "
+                    "qualifying_bound = %s WHERE id = %s",
+                    updates,
+                )
+            summary["batches"] += 1
+    return summary
+
+
+def _plan(program, all_tiers, night, row):
+    """(decision or None, new bound or None) for one member row, or None if nothing to do."""
+    _id, tier_id, review_on, manual_until, bound, v_review, v_now = row
+    decision = tiers.decide(
+        program,
+        all_tiers,
+        tiers.tier_by_pk(all_tiers, tier_id),
+        _as_decimal(v_review),
+        review_on=_as_date(review_on),
+        manual_until=_as_date(manual_until),
+        night=night,
+    )
+    exact = _as_decimal(v_now)
+    new_bound = exact if _as_decimal(bound) != exact else None
+    if decision is None and new_bound is None:
+        return None
+    return decision, new_bound
+
+
+# Notifications ----------------------------------------------------------------------------------
+
+
+def notify_members(ctx: Context) -> dict:
+    """Claim and send the members' emails: points expiring within 30 days (once per member and
+    month) and tier changes (once per change)."""
+    program, night = ctx.program, ctx.night
+    summary = {"expiring_claimed": 0, "tier_claimed": 0, "sent": 0, "failed": 0}
+    with _batch(ctx):
+        summary["expiring_claimed"] = _claim_expiry_warnings(ctx)
+        summary["tier_claimed"] = notifications.claim_tier_changes(
+            program, since=ctx.now - timedelta(days=7), now=ctx.now
+        )
+    if ctx.dry_run:
+        return summary
+    sent, failed = notifications.send_pending(program, now=ctx.now)
+    summary["sent"], summary["failed"] = sent, failed
+    del night
+    return summary
+
+
+def _claim_expiry_warnings(ctx: Context) -> int:
+    program, night = ctx.program, ctx.night
+    if program.expiry_policy == Program.ExpiryPolicy.NONE:
+        return 0
+    horizon = night + timedelta(days=EXPIRY_WARNING_DAYS)
+    by_inactivity = program.expiry_policy == Program.ExpiryPolicy.AFTER_INACTIVITY
+    cutoff = (inactivity_cutoff if by_inactivity else expiry_cutoff)(program, horizon)
+    key = night.strftime("%Y-%m")
+    claimed = 0
+    last = 0
+    while True:
+        if by_inactivity:
+            rows = _fetch(_inactive_holders_sql(), [program.pk, last, dt(cutoff), ctx.batch_size])
+            warn = dict(rows)
+        else:
+            rows = _fetch(_HOLDERS_SQL, [program.pk, last, ctx.batch_size])
+            warn = fifo_excess(rows, cutoff) if rows else {}
+        if not rows:
+            break
+        last = rows[-1][0]
+        claimed += notifications.claim_expiry_warnings(
+            program, warn, key=key, horizon=horizon, now=ctx.now
+        )
+    return claimed
+
+
+# Running ----------------------------------------------------------------------------------------
+
+JOBS: dict[str, Callable[[Context], dict]] = {
+    "release_pending_points": release_pending_points,
+    "expire_points": expire_points,
+    "requalify_tiers": requalify_tiers,
+    "notify_members": notify_members,
+}
+NIGHTLY_ORDER = tuple(JOBS)
+
+
+@contextmanager
+def _exclusive(name: str):
+    """One run of a job at a time (a PostgreSQL advisory lock; SQLite has one writer anyway)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = int.from_bytes(f"job:{name}".encode()[:8].ljust(8, b"\0"), "big") & ((1 << 63) - 1)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+        if not cursor.fetchone()[0]:
+            raise JobAlreadyRunning(name)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
+
+
+def run_job(
+    name: str,
+    *,
+    now: datetime | None = None,
+    programs=None,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    user=None,
+) -> dict:
+    """Run one nightly job for every active program (or those given), recorded as a JobRun.
+    Returns the summary per program slug."""
+    job = JOBS[name]
+    now = now or timezone.now()
+    if programs is None:
+        programs = Program.objects.filter(status=Program.Status.ACTIVE).order_by("pk")
+    with record_job_run(f"members.{name}", dry_run=dry_run, user=user) as run, _exclusive(name):
+        for program in programs:
+            size = batch_size or (REQUALIFY_BATCH_SIZE if name == "requalify_tiers" else BATCH_SIZE)
+            ctx = Context(program, now, _local_date(program, now), dry_run, size)
+            run.summary[program.slug] = {"night": ctx.night.isoformat(), **job(ctx)}
+            # Written as it goes, so staff can follow a long run.
+            type(run).objects.filter(pk=run.pk).update(summary=run.summary)
+    return run.summary
+
+
+def run_nightly(*, now: datetime | None = None, dry_run: bool = False, user=None) -> dict:
+    """The nightly chain, in order. A failing job stops the chain (its JobRun says why); the
+    next night, or a re-run, completes it."""
+    now = now or timezone.now()
+    return {name: run_job(name, now=now, dry_run=dry_run, user=user) for name in NIGHTLY_ORDER}

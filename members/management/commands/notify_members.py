@@ -1,0 +1,11 @@
+"""manage.py notify_members: Send the points-expiring and tier-changed emails."""
+
+from members.nightly_command import NightlyJobCommand
+
+
+class Command(NightlyJobCommand):
+    help = (
+        "Send the points-expiring and tier-changed emails."
+        " Recorded as a job run; --dry-run rolls back."
+    )
+    job = "notify_members"

@@ -1,0 +1,150 @@
+"""Reads about one member that need thought: tier progress and the points that will expire.
+
+`member_progress` is the one answer to "where do I stand": used by the POS lookup and by the
+member portal. It costs two queries (the qualifying value, the recent credits).
+"""
+
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
+
+from loyalty.models import Program
+from loyalty.selectors import program_tiers
+from loyalty.sql import dt, parse_dt
+
+from . import tiers
+from .models import Member, PointsEntry, Purchase
+
+EXPIRY_WARNING_DAYS = 30
+
+
+def _window_value(program: Program, member_id: int, as_of: date) -> tuple[Decimal, datetime]:
+    """The exact qualifying value over the window as of `as_of`, and the date of the oldest
+    purchase it counts (None without any)."""
+    start, end = tiers.window_bounds(program, as_of)
+    sql = (
+        f"SELECT COALESCE(SUM({tiers._value_expression(program)}), 0), MIN(p.occurred_at) "
+        f"FROM {Purchase._meta.db_table} p "
+        "WHERE p.member_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [member_id, dt(start), dt(end)])
+        value, oldest = cursor.fetchone()
+    oldest = parse_dt(oldest)
+    return Decimal(str(value or 0)).quantize(Decimal("0.01")), oldest
+
+
+def expiry_schedule(member: Member, today: date) -> list[tuple[date, int]]:
+    """Which of the member's available points expire on which date, soonest first.
+
+    After-earning policy: first in, first out, so the balance is made of the newest credits;
+    each keeps its earning date + N months. After-inactivity policy: the whole balance, M months
+    after the last activity. One query at most.
+    """
+    program = member.program
+    balance = member.points_available
+    if balance <= 0 or program.expiry_policy == Program.ExpiryPolicy.NONE:
+        return []
+    months = program.expiry_months
+    if program.expiry_policy == Program.ExpiryPolicy.AFTER_INACTIVITY:
+        last = member.last_activity_at or member.enrolled_at
+        last_day = timezone.localtime(last, program.tzinfo).date()
+        return [(max(tiers.add_months(last_day, months), today), balance)]
+    cutoff = tiers.local_midnight(program, tiers.add_months(today, -months) + timedelta(days=1))
+    sql = f"""
+SELECT CASE WHEN e.kind = 'release' THEN p.occurred_at ELSE e.effective_at END, e.points
+FROM {PointsEntry._meta.db_table} e
+LEFT JOIN {Purchase._meta.db_table} p ON p.id = e.purchase_id AND e.kind = 'release'
+WHERE e.member_id = %s AND e.bucket = 'available' AND e.points > 0 AND e.effective_at >= %s
+  AND (e.kind <> 'release' OR p.occurred_at >= %s)
+"""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [member.pk, dt(cutoff), dt(cutoff)])
+        credits = cursor.fetchall()
+    lots = []
+    for earned, points in credits:
+        lots.append((timezone.localtime(parse_dt(earned), program.tzinfo).date(), points))
+    lots.sort(reverse=True)  # newest first: FIFO spends the oldest, so the newest remain
+    left = balance
+    schedule: dict[date, int] = {}
+    for earned_on, points in lots:
+        if left <= 0:
+            break
+        kept = min(points, left)
+        when = tiers.add_months(earned_on, months)
+        schedule[when] = schedule.get(when, 0) + kept
+        left -= kept
+    if left > 0:  # older than the window: expires at the next nightly run
+        schedule[today] = schedule.get(today, 0) + left
+    return sorted(schedule.items())
+
+
+def member_progress(member: Member, now: datetime | None = None) -> dict:
+    """Where the member stands: tier and perks, what the next tier needs and by when, what keeps
+    the current tier, and which points expire when. JSON-ready."""
+    program = member.program
+    today = timezone.localtime(now or timezone.now(), program.tzinfo).date()
+    all_tiers = program_tiers(program)
+    current = tiers.tier_by_pk(all_tiers, member.tier_id)
+    first, last = tiers.qualification_window(program, today)
+    value, oldest = _window_value(program, member.pk, today)
+    calendar_year = program.tier_window == Program.TierWindow.CALENDAR_YEAR
+
+    next_tier = None
+    higher = [t for t in all_tiers if current is None or t.rank > current.rank]
+    if higher:
+        target = higher[0]
+        if calendar_year:
+            by = date(today.year, 12, 31)
+        elif oldest is not None:
+            # The value holds until the oldest purchase counted leaves the rolling window.
+            oldest_day = timezone.localtime(oldest, program.tzinfo).date()
+            by = tiers.add_months(oldest_day, program.tier_window_months) - timedelta(days=1)
+        else:
+            by = None  # nothing counted yet: the whole amount, within any window
+        next_tier = {
+            "name": target.name,
+            "threshold": str(target.qualify_threshold),
+            "missing": str(max(Decimal(0), target.qualify_threshold - value)),
+            "by": by.isoformat() if by else None,
+        }
+
+    keep = None
+    if current is not None and all_tiers and current.pk != all_tiers[0].pk:
+        keep = {
+            "threshold": str(current.retain_threshold),
+            "missing": str(max(Decimal(0), current.retain_threshold - value)),
+            "review_on": member.tier_review_on.isoformat() if member.tier_review_on else None,
+            "manual_until": (
+                member.tier_manual_until.isoformat() if member.tier_manual_until else None
+            ),
+        }
+
+    schedule = expiry_schedule(member, today)
+    horizon = today + timedelta(days=EXPIRY_WARNING_DAYS)
+    tier_row = member.tier if member.tier_id else None
+    return {
+        "metric": program.tier_metric,
+        "window": {
+            "kind": program.tier_window,
+            "start": first.isoformat(),
+            "end": last.isoformat(),
+        },
+        "qualifying_value": str(value),
+        "tier": (
+            {
+                "name": current.name,
+                "rank": current.rank,
+                "earn_multiplier": str(current.earn_multiplier),
+                "perks": tier_row.perk_list if tier_row else [],
+            }
+            if current
+            else None
+        ),
+        "next_tier": next_tier,
+        "keep": keep,
+        "expiring": [{"date": d.isoformat(), "points": p} for d, p in schedule],
+        "expiring_within_30_days": sum(p for d, p in schedule if d <= horizon),
+    }
