@@ -95,6 +95,7 @@ class ProgramAdmin(admin.ModelAdmin):
                 ]
             },
         ),
+        (_("Rewards"), {"fields": ["refund_expired_vouchers"]}),
         (_("Return on investment"), {"fields": ["gross_margin_rate", "point_cost_amount"]}),
     ]
 

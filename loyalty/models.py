@@ -134,6 +134,11 @@ class Program(models.Model):
         choices=TierDowngrade.choices,
         default=TierDowngrade.ONE_STEP,
     )
+    refund_expired_vouchers = models.BooleanField(
+        _("refund expired vouchers"),
+        default=False,
+        help_text=_("Give the points back when a voucher expires unused."),
+    )
     gross_margin_rate = models.DecimalField(
         _("gross margin rate"),
         max_digits=5,

@@ -249,7 +249,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     # One enum for the member's language wherever a member shape appears.
-    "ENUM_NAME_OVERRIDES": {"PreferredLanguageEnum": "loyalty.settings.LANGUAGES"},
+    "ENUM_NAME_OVERRIDES": {
+        "PreferredLanguageEnum": "loyalty.settings.LANGUAGES",
+        "RewardKindEnum": "rewards.models.Reward.Kind",
+        "VoucherStatusEnum": "rewards.models.Redemption.Status",
+        "MemberStatusEnum": "members.models.Member.Status",
+        "LedgerKindEnum": "members.models.PointsEntry.Kind",
+    },
 }
 
 # Security -------------------------------------------------------------------------------------

@@ -7,11 +7,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from members.urls import api_urlpatterns as members_api
+from rewards.urls import api_urlpatterns as rewards_api
 
 from . import views
 
 api_v1 = [
     *members_api,
+    *rewards_api,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-v1:schema"), name="docs"),
 ]

@@ -15,6 +15,7 @@ what to do under the lock, and writes it with bulk statements. So:
 """
 
 import uuid
+import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from loyalty.sql import dt, parse_dt
 from . import ledger, notifications, tiers
 from .ledger import Bucket, BulkPosting, Kind
 from .models import Member, PointsEntry, Purchase, TierChange
+from .selectors import expiry_cutoff_day
 
 BATCH_SIZE = 5000
 REQUALIFY_BATCH_SIZE = 20000
@@ -153,9 +155,7 @@ def release_pending_points(ctx: Context) -> dict:
 def expiry_cutoff(program: Program, night: date) -> datetime:
     """Points earned before this instant have expired by `night` (after-earning policy): points
     earned on local date D expire on D + N months."""
-    return tiers.local_midnight(
-        program, tiers.add_months(night, -program.expiry_months) + timedelta(days=1)
-    )
+    return tiers.local_midnight(program, expiry_cutoff_day(night, program.expiry_months))
 
 
 # Credits to the available bucket since `cutoff`, by member, dated by when they were earned (a
@@ -204,9 +204,7 @@ ORDER BY id LIMIT %s
 def inactivity_cutoff(program: Program, night: date) -> datetime:
     """Members whose last activity is before this instant have been inactive for the program's
     M months by `night`."""
-    return tiers.local_midnight(
-        program, tiers.add_months(night, -program.expiry_months) + timedelta(days=1)
-    )
+    return tiers.local_midnight(program, expiry_cutoff_day(night, program.expiry_months))
 
 
 def expire_points(ctx: Context) -> dict:
@@ -414,7 +412,7 @@ def _plan(program, all_tiers, night, row):
 def notify_members(ctx: Context) -> dict:
     """Claim and send the members' emails: points expiring within 30 days (once per member and
     month) and tier changes (once per change)."""
-    program, night = ctx.program, ctx.night
+    program = ctx.program
     summary = {"expiring_claimed": 0, "tier_claimed": 0, "sent": 0, "failed": 0}
     with _batch(ctx):
         summary["expiring_claimed"] = _claim_expiry_warnings(ctx)
@@ -425,7 +423,6 @@ def notify_members(ctx: Context) -> dict:
         return summary
     sent, failed = notifications.send_pending(program, now=ctx.now)
     summary["sent"], summary["failed"] = sent, failed
-    del night
     return summary
 
 
@@ -457,13 +454,22 @@ def _claim_expiry_warnings(ctx: Context) -> int:
 
 # Running ----------------------------------------------------------------------------------------
 
+# In the order the nightly chain runs them. Apps to the right of members add their own jobs
+# with `register_job` (from their AppConfig.ready), so that members never imports them.
 JOBS: dict[str, Callable[[Context], dict]] = {
     "release_pending_points": release_pending_points,
     "expire_points": expire_points,
     "requalify_tiers": requalify_tiers,
     "notify_members": notify_members,
 }
-NIGHTLY_ORDER = tuple(JOBS)
+NIGHTLY_ORDER = list(JOBS)
+
+
+def register_job(name: str, job: Callable[[Context], dict], *, after: str) -> None:
+    """Add a nightly job, run right after `after` (idempotent: registering twice is a no-op)."""
+    JOBS[name] = job
+    if name not in NIGHTLY_ORDER:
+        NIGHTLY_ORDER.insert(NIGHTLY_ORDER.index(after) + 1, name)
 
 
 @contextmanager
@@ -472,7 +478,7 @@ def _exclusive(name: str):
     if connection.vendor != "postgresql":
         yield
         return
-    key = int.from_bytes(f"job:{name}".encode()[:8].ljust(8, b"\0"), "big") & ((1 << 63) - 1)
+    key = zlib.crc32(f"members.jobs.{name}".encode())
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         if not cursor.fetchone()[0]:
@@ -501,7 +507,9 @@ def run_job(
         programs = Program.objects.filter(status=Program.Status.ACTIVE).order_by("pk")
     with record_job_run(f"members.{name}", dry_run=dry_run, user=user) as run, _exclusive(name):
         for program in programs:
-            size = batch_size or (REQUALIFY_BATCH_SIZE if name == "requalify_tiers" else BATCH_SIZE)
+            size = batch_size or (
+                REQUALIFY_BATCH_SIZE if name == "requalify_tiers" else BATCH_SIZE
+            )
             ctx = Context(program, now, _local_date(program, now), dry_run, size)
             run.summary[program.slug] = {"night": ctx.night.isoformat(), **job(ctx)}
             # Written as it goes, so staff can follow a long run.

@@ -36,6 +36,17 @@ def _window_value(program: Program, member_id: int, as_of: date) -> tuple[Decima
     return Decimal(str(value or 0)).quantize(Decimal("0.01")), oldest
 
 
+def expiry_cutoff_day(night: date, months: int) -> date:
+    """The first local date whose points (earned, or last activity) have not expired by the
+    night of `night`. Points of date D expire on the night of add_months(D, months), which
+    clamps to the end of shorter months (31 August + 6 months = 28 February): on such a month
+    end the cutoff moves past every day that clamps to it."""
+    cutoff = tiers.add_months(night, -months) + timedelta(days=1)
+    while tiers.add_months(cutoff, months) <= night:
+        cutoff += timedelta(days=1)
+    return cutoff
+
+
 def expiry_schedule(member: Member, today: date) -> list[tuple[date, int]]:
     """Which of the member's available points expire on which date, soonest first.
 
@@ -52,7 +63,7 @@ def expiry_schedule(member: Member, today: date) -> list[tuple[date, int]]:
         last = member.last_activity_at or member.enrolled_at
         last_day = timezone.localtime(last, program.tzinfo).date()
         return [(max(tiers.add_months(last_day, months), today), balance)]
-    cutoff = tiers.local_midnight(program, tiers.add_months(today, -months) + timedelta(days=1))
+    cutoff = tiers.local_midnight(program, expiry_cutoff_day(today, months))
     sql = f"""
 SELECT CASE WHEN e.kind = 'release' THEN p.occurred_at ELSE e.effective_at END, e.points
 FROM {PointsEntry._meta.db_table} e

@@ -254,11 +254,11 @@ def set_manual_tier(*, member: Member, tier: Tier, until: date, reason: str, sta
     reason = (reason or "").strip()
     now = timezone.now()
     program = member.program
-    if tier.program_id != member.program_id:
+    if tier is None or tier.program_id != member.program_id:
         raise errors.InvalidManualTier(field="tier")
     if not reason:
         raise errors.InvalidManualTier(field="reason")
-    if until < timezone.localtime(now, program.tzinfo).date():
+    if until is None or until < timezone.localtime(now, program.tzinfo).date():
         raise errors.InvalidManualTier(field="until")
     with transaction.atomic():
         locked = Member.objects.select_for_update().get(pk=member.pk)

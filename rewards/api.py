@@ -1,0 +1,279 @@
+"""POS endpoints of rewards and vouchers: the catalogue, redeeming at the till, validating and
+consuming a voucher. Thin: validation here, every write in rewards/services.py."""
+
+from django.db.models import Prefetch, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+
+from loyalty.api import PosAPIView, idempotent
+from loyalty.errors import DomainError
+from loyalty.models import Tier
+from members import errors as member_errors
+from members.api import IDEMPOTENCY_HEADER, _render
+from members.cards import normalize_card_number
+from members.models import Member
+
+from . import errors, services
+from .models import Redemption, Reward
+
+
+class IdempotencyKeyRequired(DomainError):
+    code = "idempotency_key_required"
+    status = 428
+    field = "Idempotency-Key"
+    title = _(
+        "Redeeming at the till needs an Idempotency-Key header, so that a retry cannot "
+        "redeem twice."
+    )
+
+
+def _member(program, card_number) -> Member:
+    member = (
+        Member.objects.select_related("tier")
+        .filter(program=program, card_number=normalize_card_number(card_number))
+        .first()
+    )
+    if member is None:
+        raise member_errors.MemberNotFound(field="card_number")
+    return member
+
+
+# Catalogue ------------------------------------------------------------------------------------
+
+
+class RewardOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name_fr = serializers.CharField()
+    name_en = serializers.CharField()
+    kind = serializers.ChoiceField(choices=Reward.Kind.choices)
+    value = serializers.DecimalField(max_digits=10, decimal_places=2, allow_null=True)
+    sku = serializers.CharField()
+    partner_name = serializers.CharField()
+    points_cost = serializers.IntegerField()
+    stock = serializers.IntegerField(allow_null=True, help_text="null: unlimited")
+    tiers = serializers.ListField(
+        child=serializers.CharField(), help_text="Tiers allowed; empty: every tier."
+    )
+    valid_until = serializers.DateTimeField(allow_null=True)
+    voucher_valid_days = serializers.IntegerField()
+    available = serializers.BooleanField(
+        allow_null=True, help_text="With card_number: can this member redeem it now?"
+    )
+    unavailable_reason = serializers.CharField(
+        allow_null=True,
+        help_text="With card_number: the error code a redemption would get "
+        "(not_enough_points, out_of_stock, tier_not_allowed...).",
+    )
+
+
+class RewardListView(PosAPIView):
+    @extend_schema(
+        operation_id="list_rewards",
+        summary="The program's reward catalogue (optionally as one member sees it)",
+        parameters=[OpenApiParameter("card_number", str, description="13 digits")],
+        responses={200: RewardOut(many=True)},
+    )
+    def get(self, request):
+        program = self.client.program
+        now = timezone.now()
+        member = None
+        card = request.query_params.get("card_number", "").strip()
+        if card:
+            member = _member(program, card)
+        rewards = (
+            Reward.objects.filter(program=program, is_active=True)
+            .filter(Q(valid_from__isnull=True) | Q(valid_from__lte=now))
+            .filter(Q(valid_until__isnull=True) | Q(valid_until__gt=now))
+            .prefetch_related(Prefetch("tiers", queryset=Tier.objects.order_by("rank")))
+            .order_by("display_order", "points_cost", "id")
+        )
+        body = []
+        for reward in rewards:
+            tiers = list(reward.tiers.all())
+            reason = None
+            if member is not None:
+                problem = services.availability_error(
+                    reward, member, now, tier_ids={t.pk for t in tiers}
+                )
+                if problem is None and member.points_available < reward.points_cost:
+                    problem = errors.NotEnoughPoints()
+                if problem is None and reward.stock == 0:
+                    problem = errors.OutOfStock()
+                reason = problem.code if problem else None
+            body.append(
+                {
+                    "id": reward.pk,
+                    "name_fr": reward.name_fr,
+                    "name_en": reward.name_en,
+                    "kind": reward.kind,
+                    "value": str(reward.value) if reward.value is not None else None,
+                    "sku": reward.sku,
+                    "partner_name": reward.partner_name,
+                    "points_cost": reward.points_cost,
+                    "stock": reward.stock,
+                    "tiers": [t.name for t in tiers],
+                    "valid_until": reward.valid_until,
+                    "voucher_valid_days": reward.voucher_valid_days,
+                    "available": None if member is None else reason is None,
+                    "unavailable_reason": reason,
+                }
+            )
+        return Response(body)
+
+
+# Vouchers -------------------------------------------------------------------------------------
+
+
+class VoucherRewardOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    name_fr = serializers.CharField()
+    name_en = serializers.CharField()
+    kind = serializers.ChoiceField(choices=Reward.Kind.choices)
+    value = serializers.CharField(allow_null=True)
+    sku = serializers.CharField()
+    partner_name = serializers.CharField()
+
+
+class VoucherOut(serializers.Serializer):
+    code = serializers.CharField(help_text="As printed: XXXX-XXXX-XXXX")
+    status = serializers.ChoiceField(
+        choices=Redemption.Status.choices,
+        help_text="`expired` as soon as the date has passed, even before the nightly job.",
+    )
+    valid = serializers.BooleanField(help_text="Can be used now.")
+    reward = VoucherRewardOut()
+    card_number = serializers.CharField()
+    member_name = serializers.CharField()
+    points_spent = serializers.IntegerField()
+    issued_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField()
+    used_at = serializers.DateTimeField(allow_null=True)
+    used_store = serializers.CharField(allow_null=True)
+    used_receipt_id = serializers.CharField(allow_null=True)
+
+
+def voucher_body(voucher: Redemption, now=None) -> dict:
+    now = now or timezone.now()
+    status = voucher.status
+    if status == Redemption.Status.ISSUED and voucher.expires_at <= now:
+        status = Redemption.Status.EXPIRED
+    reward = voucher.reward
+    return {
+        "code": services.format_code(voucher.code),
+        "status": status,
+        "valid": status == Redemption.Status.ISSUED,
+        "reward": {
+            "id": reward.pk,
+            "name_fr": reward.name_fr,
+            "name_en": reward.name_en,
+            "kind": reward.kind,
+            "value": str(reward.value) if reward.value is not None else None,
+            "sku": reward.sku,
+            "partner_name": reward.partner_name,
+        },
+        "card_number": voucher.member.card_number,
+        "member_name": voucher.member.full_name,
+        "points_spent": voucher.points_spent,
+        "issued_at": voucher.issued_at,
+        "expires_at": voucher.expires_at,
+        "used_at": voucher.used_at,
+        "used_store": voucher.used_store.slug if voucher.used_store_id else None,
+        "used_receipt_id": voucher.used_receipt_id or None,
+    }
+
+
+class VoucherView(PosAPIView):
+    @extend_schema(
+        operation_id="validate_voucher",
+        summary="Validate a voucher: reward, value, status, member",
+        responses={200: VoucherOut},
+    )
+    def get(self, request, code):
+        voucher = services.find_voucher(self.client.program, code)
+        return Response(voucher_body(voucher))
+
+
+class ConsumeRequest(serializers.Serializer):
+    receipt_id = serializers.RegexField(
+        r"^[!-~]{1,64}$",
+        help_text="The receipt the voucher is used on (1 to 64 printable characters).",
+    )
+
+
+class VoucherRedeemView(PosAPIView):
+    @extend_schema(
+        operation_id="consume_voucher",
+        summary="Use a voucher at the till, exactly once (idempotent per receipt id)",
+        request=ConsumeRequest,
+        responses={200: VoucherOut},
+        examples=[OpenApiExample("At the till", value={"receipt_id": "PAR01-2026-000124"})],
+    )
+    def post(self, request, code):
+        data = ConsumeRequest(data=request.data)
+        data.is_valid(raise_exception=True)
+        voucher, _created = services.consume(
+            program=self.client.program,
+            code=code,
+            store=self.client.store,
+            receipt_id=data.validated_data["receipt_id"],
+        )
+        voucher.used_store = self.client.store if voucher.used_store_id else None
+        return Response(voucher_body(voucher))
+
+
+class RedemptionOut(VoucherOut):
+    points_available = serializers.IntegerField(help_text="The member's balance after it.")
+
+
+class RedeemRequest(serializers.Serializer):
+    reward_id = serializers.IntegerField(min_value=1)
+
+
+class MemberRedemptionView(PosAPIView):
+    @extend_schema(
+        operation_id="redeem_reward",
+        summary="Redeem a reward for a member at the till (needs an Idempotency-Key)",
+        request=RedeemRequest,
+        responses={201: RedemptionOut},
+        parameters=[
+            OpenApiParameter(
+                IDEMPOTENCY_HEADER.name,
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description=IDEMPOTENCY_HEADER.description,
+            )
+        ],
+        examples=[OpenApiExample("A 10 € voucher", value={"reward_id": 2})],
+    )
+    def post(self, request, card_number):
+        if not request.headers.get("Idempotency-Key"):
+            raise IdempotencyKeyRequired()
+
+        def handle():
+            data = RedeemRequest(data=request.data)
+            data.is_valid(raise_exception=True)
+            program = self.client.program
+            member = _member(program, card_number)
+            reward = (
+                Reward.objects.filter(program=program, pk=data.validated_data["reward_id"])
+                .prefetch_related("tiers")
+                .first()
+            )
+            if reward is None:
+                raise errors.RewardNotFound()
+            voucher = services.redeem(
+                member=member,
+                reward=reward,
+                channel=Redemption.Channel.POS,
+                store=self.client.store,
+            )
+            voucher.member = member
+            body = voucher_body(voucher)
+            body["points_available"] = member.points_available
+            return Response(body, status=201)
+
+        return idempotent(request, lambda: _render(self, request, handle()))

@@ -1,0 +1,16 @@
+"""POS API routes of rewards and vouchers (mounted under /api/v1/)."""
+
+from django.urls import path
+
+from . import api
+
+api_urlpatterns = [
+    path("rewards/", api.RewardListView.as_view(), name="reward-list"),
+    path(
+        "members/<str:card_number>/redemptions/",
+        api.MemberRedemptionView.as_view(),
+        name="member-redeem",
+    ),
+    path("vouchers/<str:code>/", api.VoucherView.as_view(), name="voucher-detail"),
+    path("vouchers/<str:code>/redeem/", api.VoucherRedeemView.as_view(), name="voucher-consume"),
+]
