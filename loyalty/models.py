@@ -179,12 +179,25 @@ class Program(models.Model):
             models.CheckConstraint(
                 condition=Q(currency__regex=r"^[A-Z]{3}$"), name="program_currency_iso"
             ),
+            models.CheckConstraint(
+                condition=~Q(tier_window="calendar_year") | Q(tier_grace_periods__gte=1),
+                name="program_calendar_tiers_kept_a_period",
+            ),
         ]
 
     def __str__(self):
         return self.name
 
     def clean(self):
+        if self.tier_window == self.TierWindow.CALENDAR_YEAR and self.tier_grace_periods < 1:
+            raise ValidationError(
+                {
+                    "tier_grace_periods": _(
+                        "With a calendar-year window, keep tiers at least one period: with 0, "
+                        "every tier would be lost on 2 January."
+                    )
+                }
+            )
         if self.expiry_policy == self.ExpiryPolicy.NONE:
             self.expiry_months = None
         elif not self.expiry_months:

@@ -113,6 +113,10 @@ def member_progress(member: Member, now: datetime | None = None) -> dict:
             # The value holds until the oldest purchase counted leaves the rolling window.
             oldest_day = timezone.localtime(oldest, program.tzinfo).date()
             by = tiers.add_months(oldest_day, program.tier_window_months) - timedelta(days=1)
+            # Month-end clamping can make that a day or two early: take the last day whose
+            # window still starts on or before the oldest purchase.
+            while tiers.qualification_window(program, by + timedelta(days=1))[0] <= oldest_day:
+                by += timedelta(days=1)
         else:
             by = None  # nothing counted yet: the whole amount, within any window
         next_tier = {
