@@ -6,6 +6,7 @@ column lists once from the models' metadata and turn a fetched row back into rea
 instances (`Model.from_db`), so callers keep working with models.
 """
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import DEFAULT_DB_ALIAS, connection
@@ -83,12 +84,10 @@ def dt(value):
 
 
 def parse_dt(value):
-    """A datetime read by hand-written SQL: SQLite returns expressions over datetimes as naive
-    UTC text."""
+    """A datetime read by hand-written SQL, always aware: SQLite returns expressions over
+    datetimes as naive UTC text, and plain columns as naive UTC datetimes."""
     if isinstance(value, str):
-        from datetime import UTC, datetime
-
         value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     return value

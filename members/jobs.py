@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -76,15 +76,6 @@ def _fetch(sql: str, params) -> list[tuple]:
         return cursor.fetchall()
 
 
-def _read_dt(value) -> datetime:
-    """A datetime column read by hand-written SQL, aware (SQLite returns a plain column as a
-    naive UTC datetime, which parse_dt leaves naive)."""
-    value = parse_dt(value)
-    if timezone.is_naive(value):
-        value = value.replace(tzinfo=UTC)
-    return value
-
-
 def _ids_sql(ids) -> str:
     return ", ".join(str(int(i)) for i in ids)
 
@@ -135,7 +126,7 @@ def release_pending_points(ctx: Context) -> dict:
                             bucket=bucket,
                             points=signed,
                             txn=txn,
-                            effective_at=_read_dt(release_at),
+                            effective_at=parse_dt(release_at),
                             purchase_id=purchase_id,
                             store_id=store_id,
                         )
@@ -269,13 +260,16 @@ def expire_points(ctx: Context) -> dict:
 # Tier requalification ---------------------------------------------------------------------------
 
 
-def _values_sql(program: Program, where: str) -> str:
+def _values_sql(program: Program, where: str, purchases: str = "TRUE") -> str:
+    """The review values of the members `where` selects. `purchases` restricts the joined
+    purchases the same way (on p.member_id): PostgreSQL does not carry a range on m.id over to
+    p.member_id, and without it every batch read the window's purchases of all members."""
     value = tiers._value_expression(program)
     return f"""
 SELECT m.id, m.tier_id, m.tier_review_on, m.tier_manual_until, m.qualifying_bound,
        COALESCE(SUM(CASE WHEN p.occurred_at >= %s AND p.occurred_at < %s THEN {value} END), 0),
        COALESCE(SUM(CASE WHEN p.occurred_at >= %s THEN {value} END), 0)
-FROM {M} m LEFT JOIN {P} p ON p.member_id = m.id AND p.occurred_at >= %s
+FROM {M} m LEFT JOIN {P} p ON p.member_id = m.id AND p.occurred_at >= %s AND {purchases}
 WHERE {where}
 GROUP BY m.id, m.tier_id, m.tier_review_on, m.tier_manual_until, m.qualifying_bound
 ORDER BY m.id
@@ -327,9 +321,11 @@ def requalify_tiers(ctx: Context) -> dict:
             break
         rows = _fetch(
             _values_sql(
-                program, "m.program_id = %s AND m.id BETWEEN %s AND %s AND m.status <> 'closed'"
+                program,
+                "m.program_id = %s AND m.id BETWEEN %s AND %s AND m.status <> 'closed'",
+                purchases="p.member_id BETWEEN %s AND %s",
             ),
-            [*params, program.pk, ids[0], ids[-1]],
+            [*params, ids[0], ids[-1], program.pk, ids[0], ids[-1]],
         )
         last = ids[-1]
         summary["members"] += len(rows)
@@ -507,9 +503,7 @@ def run_job(
         programs = Program.objects.filter(status=Program.Status.ACTIVE).order_by("pk")
     with record_job_run(f"members.{name}", dry_run=dry_run, user=user) as run, _exclusive(name):
         for program in programs:
-            size = batch_size or (
-                REQUALIFY_BATCH_SIZE if name == "requalify_tiers" else BATCH_SIZE
-            )
+            size = batch_size or (REQUALIFY_BATCH_SIZE if name == "requalify_tiers" else BATCH_SIZE)
             ctx = Context(program, now, _local_date(program, now), dry_run, size)
             run.summary[program.slug] = {"night": ctx.night.isoformat(), **job(ctx)}
             # Written as it goes, so staff can follow a long run.

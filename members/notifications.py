@@ -97,7 +97,9 @@ def claim_tier_changes(program: Program, *, since: datetime, now: datetime) -> i
     return claimed + _claim(batch)
 
 
-def render(notification: MemberNotification, member: Member) -> EmailMultiAlternatives:
+def render(
+    notification: MemberNotification, member: Member, *, now: datetime | None = None
+) -> EmailMultiAlternatives:
     """The email of a notification, in the member's language, as plain text and HTML."""
     program = member.program
     with translation.override(member.preferred_language or settings.LANGUAGE_CODE):
@@ -110,7 +112,7 @@ def render(notification: MemberNotification, member: Member) -> EmailMultiAltern
         if notification.kind == Kind.POINTS_EXPIRING:
             from .selectors import expiry_schedule
 
-            today = timezone.localtime(timezone.now(), program.tzinfo).date()
+            today = timezone.localtime(now or timezone.now(), program.tzinfo).date()
             by = date.fromisoformat(notification.context["by"])
             context["by"] = by
             context["schedule"] = [(d, p) for d, p in expiry_schedule(member, today) if d <= by]
@@ -150,7 +152,7 @@ def send_pending(program: Program, *, now: datetime) -> tuple[int, int]:
         last = batch[-1].pk
         for notification in batch:
             try:
-                connection.send_messages([render(notification, notification.member)])
+                connection.send_messages([render(notification, notification.member, now=now)])
             except Exception as exc:  # recorded on the row, retried by the next run
                 logger.warning("notification %s failed: %s", notification.pk, exc)
                 MemberNotification.objects.filter(pk=notification.pk).update(

@@ -118,7 +118,8 @@ def test_redeem_at_the_till_then_validate_and_consume_once(shop):
     assert body["points_available"] == 600
     assert body["reward"]["value"] == "10.00"
     code = body["code"]
-    assert len(code) == 14 and code.count("-") == 2
+    assert len(code) == 14
+    assert code.count("-") == 2
 
     # The same Idempotency-Key again: the first answer, byte for byte, and no second voucher.
     again = redeem(shop, shop["voucher10"].pk)
