@@ -69,3 +69,9 @@ class CannotCancel(DomainError):
     code = "cannot_cancel"
     field = "code"
     title = _("Only an unused voucher can be cancelled, with a reason.")
+
+
+class ReceiptRequired(DomainError):
+    code = "receipt_required"
+    field = "receipt_id"
+    title = _("Say which receipt the voucher is used on.")

@@ -13,6 +13,7 @@ from members.jobs import Context, _batch
 from members.ledger import Bucket, BulkPosting, Kind
 
 from .models import Redemption, Reward
+from .services import format_code
 
 R = Redemption._meta.db_table
 
@@ -57,7 +58,7 @@ def expire_vouchers(ctx: Context) -> dict:
                             points=points,
                             txn=txns[pk],
                             effective_at=now,
-                            reason=f"voucher {code} expired",
+                            reason=f"voucher {format_code(code)} expired",
                         )
                     )
                     summary["points_refunded"] += points

@@ -88,6 +88,9 @@ def redeem(
     now = now or timezone.now()
     with transaction.atomic():
         locked = ledger.lock_member(Member.objects.filter(pk=member.pk))
+        # Read the reward afresh inside the transaction: staff may have just changed its cost,
+        # dates or stock limit.
+        reward = Reward.objects.prefetch_related("tiers").get(pk=reward.pk)
         if locked.status != Member.Status.ACTIVE:
             raise member_errors.MemberNotActive(field="card_number")
         problem = availability_error(reward, locked, now)
@@ -150,10 +153,15 @@ def cancel(*, redemption: Redemption, reason: str, staff_user=None, now=None) ->
     with transaction.atomic():
         member = ledger.lock_member(Member.objects.filter(pk=redemption.member_id))
         locked = (
-            Redemption.objects.select_for_update().select_related("reward").get(pk=redemption.pk)
+            Redemption.objects.select_for_update(of=("self",))
+            .select_related("reward")
+            .get(pk=redemption.pk)
         )
         if locked.status != Redemption.Status.ISSUED:
             raise errors.CannotCancel(f"This voucher is {locked.get_status_display().lower()}.")
+        if locked.expires_at <= now:
+            # Expired, even if the nightly job has not marked it yet (as `consume` sees it).
+            raise errors.CannotCancel(errors.VoucherExpired.title)
         txn = uuid.uuid4()
         ledger.post(
             member,
@@ -193,6 +201,8 @@ def consume(
     """Use a voucher at the till, exactly once. The same store and receipt again is a replay
     (created=False); another receipt is VoucherAlreadyUsed."""
     now = now or timezone.now()
+    if not receipt_id:
+        raise errors.ReceiptRequired()
     with transaction.atomic():
         voucher = (
             Redemption.objects.select_for_update(of=("self",))
