@@ -55,6 +55,9 @@ class Context:
     night: date
     dry_run: bool
     batch_size: int
+    # Hand the emails to worker tasks (in batches) instead of sending them in this job: the
+    # chain then ends without waiting for the mail server, and several workers can send.
+    queue_emails: bool = False
 
 
 @contextmanager
@@ -108,13 +111,13 @@ def release_pending_points(ctx: Context) -> dict:
             ledger.lock_members(ids)
             # Under the locks, no return can move these purchases' points any more.
             due = _fetch(
-                f"SELECT id, member_id, points_earned - points_reversed, release_at, store_id "
-                f"FROM {P} WHERE member_id IN ({_ids_sql(ids)}) AND released_at IS NULL "
-                "AND release_at <= %s ORDER BY id",
+                "SELECT id, member_id, points_earned - points_reversed, release_at, store_id, "
+                f"occurred_at FROM {P} WHERE member_id IN ({_ids_sql(ids)}) "
+                "AND released_at IS NULL AND release_at <= %s ORDER BY id",
                 [dt(now)],
             )
             postings = []
-            for purchase_id, member_id, points, release_at, store_id in due:
+            for purchase_id, member_id, points, release_at, store_id, occurred_at in due:
                 if points <= 0:
                     continue
                 txn = uuid.uuid4()
@@ -127,6 +130,7 @@ def release_pending_points(ctx: Context) -> dict:
                             points=signed,
                             txn=txn,
                             effective_at=parse_dt(release_at),
+                            earned_at=parse_dt(occurred_at),
                             purchase_id=purchase_id,
                             store_id=store_id,
                         )
@@ -154,11 +158,14 @@ def expiry_cutoff(program: Program, night: date) -> datetime:
 # these recent credits: the excess of the balance over them is older points, which expire.
 _RECENT_CREDITS_SQL = f"""
 SELECT e.member_id, SUM(e.points) FROM {E} e
-LEFT JOIN {P} p ON p.id = e.purchase_id AND e.kind = 'release'
-WHERE e.member_id IN ({{ids}}) AND e.bucket = 'available' AND e.points > 0
-  AND e.effective_at >= %s AND (e.kind <> 'release' OR p.occurred_at >= %s)
+WHERE e.member_id BETWEEN %s AND %s AND e.member_id IN ({{ids}})
+  AND e.bucket = 'available' AND e.points > 0
+  AND e.effective_at >= %s AND COALESCE(e.earned_at, e.effective_at) >= %s
 GROUP BY e.member_id
 """
+# The id range lets PostgreSQL read the batch's rows from the (member, effective_at) index
+# rather than every recent row of the ledger; a credit is never effective before it was earned,
+# so the condition on effective_at only narrows the scan.
 
 _HOLDERS_SQL = f"""
 SELECT id, points_available FROM {M}
@@ -172,9 +179,8 @@ def fifo_excess(ids_and_balances, cutoff: datetime) -> dict[int, int]:
     balances = dict(ids_and_balances)
     if not balances:
         return {}
-    recent = dict(
-        _fetch(_RECENT_CREDITS_SQL.format(ids=_ids_sql(balances)), [dt(cutoff), dt(cutoff)])
-    )
+    sql = _RECENT_CREDITS_SQL.format(ids=_ids_sql(balances))
+    recent = dict(_fetch(sql, [min(balances), max(balances), dt(cutoff), dt(cutoff)]))
     excess = {}
     for member_id, balance in balances.items():
         over = balance - int(recent.get(member_id) or 0)
@@ -417,6 +423,14 @@ def notify_members(ctx: Context) -> dict:
         )
     if ctx.dry_run:
         return summary
+    if ctx.queue_emails:
+        from .tasks import send_notifications  # tasks import this module
+
+        summary["queued"] = 0
+        for ids in notifications.pending_ids(program):
+            send_notifications.delay(program.pk, ids, ctx.now.isoformat())
+            summary["queued"] += len(ids)
+        return summary
     sent, failed = notifications.send_pending(program, now=ctx.now)
     summary["sent"], summary["failed"] = sent, failed
     return summary
@@ -494,6 +508,7 @@ def run_job(
     dry_run: bool = False,
     batch_size: int | None = None,
     user=None,
+    queue_emails: bool = False,
 ) -> dict:
     """Run one nightly job for every active program (or those given), recorded as a JobRun.
     Returns the summary per program slug."""
@@ -504,15 +519,20 @@ def run_job(
     with record_job_run(f"members.{name}", dry_run=dry_run, user=user) as run, _exclusive(name):
         for program in programs:
             size = batch_size or (REQUALIFY_BATCH_SIZE if name == "requalify_tiers" else BATCH_SIZE)
-            ctx = Context(program, now, _local_date(program, now), dry_run, size)
+            ctx = Context(program, now, _local_date(program, now), dry_run, size, queue_emails)
             run.summary[program.slug] = {"night": ctx.night.isoformat(), **job(ctx)}
             # Written as it goes, so staff can follow a long run.
             type(run).objects.filter(pk=run.pk).update(summary=run.summary)
     return run.summary
 
 
-def run_nightly(*, now: datetime | None = None, dry_run: bool = False, user=None) -> dict:
+def run_nightly(
+    *, now: datetime | None = None, dry_run: bool = False, user=None, queue_emails: bool = False
+) -> dict:
     """The nightly chain, in order. A failing job stops the chain (its JobRun says why); the
     next night, or a re-run, completes it."""
     now = now or timezone.now()
-    return {name: run_job(name, now=now, dry_run=dry_run, user=user) for name in NIGHTLY_ORDER}
+    return {
+        name: run_job(name, now=now, dry_run=dry_run, user=user, queue_emails=queue_emails)
+        for name in NIGHTLY_ORDER
+    }

@@ -154,6 +154,7 @@ class BulkPosting:
     purchase_id: int | None = None
     store_id: int | None = None
     reason: str = ""
+    earned_at: datetime | None = None
 
 
 def lock_members(member_ids: Sequence[int]) -> list[int]:
@@ -178,6 +179,7 @@ _ENTRY_COLUMNS = (
     "points",
     "created_at",
     "effective_at",
+    "earned_at",
     "purchase_id",
     "store_id",
     "reason",
@@ -220,6 +222,7 @@ def post_many(program_id: int, postings: Sequence[BulkPosting], *, now: datetime
                     p.points,
                     created,
                     time_prep(p.effective_at, connection),
+                    time_prep(p.earned_at, connection) if p.earned_at else None,
                     p.purchase_id,
                     p.store_id,
                     p.reason,

@@ -336,6 +336,10 @@ class PointsEntry(models.Model):
     points = models.IntegerField(_("points"))
     created_at = models.DateTimeField(_("recorded at"), auto_now_add=True)
     effective_at = models.DateTimeField(_("effective at"))
+    # For a credit whose points were earned before it was written (a release of pending points:
+    # the purchase's date), when they were earned. Expiry counts N months from it; empty means
+    # `effective_at`.
+    earned_at = models.DateTimeField(_("earned at"), null=True, blank=True)
     purchase = models.ForeignKey(
         Purchase,
         on_delete=models.PROTECT,

@@ -32,8 +32,23 @@ class NightlyJobCommand(BaseCommand):
             help="run as if it were this moment (with its offset; not in the future); default: now",
         )
         parser.add_argument("--batch-size", type=int, default=None)
+        parser.add_argument(
+            "--queue-emails",
+            action="store_true",
+            help="queue the emails for the Celery workers instead of sending them here "
+            "(what the scheduled run does)",
+        )
 
-    def handle(self, *args, dry_run=False, program=None, at=None, batch_size=None, **options):
+    def handle(
+        self,
+        *args,
+        dry_run=False,
+        program=None,
+        at=None,
+        batch_size=None,
+        queue_emails=False,
+        **options,
+    ):
         now = timezone.now()
         if at:
             try:
@@ -57,7 +72,12 @@ class NightlyJobCommand(BaseCommand):
         try:
             result = {
                 name: jobs.run_job(
-                    name, now=now, programs=programs, dry_run=dry_run, batch_size=batch_size
+                    name,
+                    now=now,
+                    programs=programs,
+                    dry_run=dry_run,
+                    batch_size=batch_size,
+                    queue_emails=queue_emails,
                 )
                 for name in names
             }

@@ -131,19 +131,20 @@ def render(
     return message
 
 
-def send_pending(program: Program, *, now: datetime) -> tuple[int, int]:
-    """Send the program's claimed, unsent notifications; return (sent, failed)."""
+def send_pending(program: Program, *, now: datetime, ids=None) -> tuple[int, int]:
+    """Send the program's claimed, unsent notifications (only `ids` when given); return
+    (sent, failed)."""
     sent = failed = 0
     last = 0
     connection = get_connection()
+    pending = MemberNotification.objects.filter(
+        member__program=program, sent_at__isnull=True, attempts__lt=MAX_ATTEMPTS
+    )
+    if ids is not None:
+        pending = pending.filter(pk__in=list(ids))
     while True:
         batch = list(
-            MemberNotification.objects.filter(
-                member__program=program,
-                sent_at__isnull=True,
-                attempts__lt=MAX_ATTEMPTS,
-                pk__gt=last,
-            )
+            pending.filter(pk__gt=last)
             .select_related("member__program")
             .order_by("pk")[:SEND_BATCH]
         )
@@ -165,3 +166,22 @@ def send_pending(program: Program, *, now: datetime) -> tuple[int, int]:
             )
             sent += 1
     return sent, failed
+
+
+def pending_ids(program: Program):
+    """The ids of the program's claimed, unsent notifications, in chunks of SEND_BATCH."""
+    chunk = []
+    for pk in (
+        MemberNotification.objects.filter(
+            member__program=program, sent_at__isnull=True, attempts__lt=MAX_ATTEMPTS
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+        .iterator(chunk_size=5000)
+    ):
+        chunk.append(pk)
+        if len(chunk) == SEND_BATCH:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -65,11 +65,10 @@ def expiry_schedule(member: Member, today: date) -> list[tuple[date, int]]:
         return [(max(tiers.add_months(last_day, months), today), balance)]
     cutoff = tiers.local_midnight(program, expiry_cutoff_day(today, months))
     sql = f"""
-SELECT CASE WHEN e.kind = 'release' THEN p.occurred_at ELSE e.effective_at END, e.points
+SELECT COALESCE(e.earned_at, e.effective_at), e.points
 FROM {PointsEntry._meta.db_table} e
-LEFT JOIN {Purchase._meta.db_table} p ON p.id = e.purchase_id AND e.kind = 'release'
 WHERE e.member_id = %s AND e.bucket = 'available' AND e.points > 0 AND e.effective_at >= %s
-  AND (e.kind <> 'release' OR p.occurred_at >= %s)
+  AND COALESCE(e.earned_at, e.effective_at) >= %s
 """
     with connection.cursor() as cursor:
         cursor.execute(sql, [member.pk, dt(cutoff), dt(cutoff)])
