@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from loyalty.models import Program, Store
 from members import errors as member_errors
@@ -158,7 +159,10 @@ def cancel(*, redemption: Redemption, reason: str, staff_user=None, now=None) ->
             .get(pk=redemption.pk)
         )
         if locked.status != Redemption.Status.ISSUED:
-            raise errors.CannotCancel(f"This voucher is {locked.get_status_display().lower()}.")
+            raise errors.CannotCancel(
+                gettext("This voucher is %(status)s.")
+                % {"status": locked.get_status_display().lower()}
+            )
         if locked.expires_at <= now:
             # Expired, even if the nightly job has not marked it yet (as `consume` sees it).
             raise errors.CannotCancel(errors.VoucherExpired.title)

@@ -13,14 +13,16 @@ from loyalty.demo import seed_program
 from members import jobs
 from members.demo import generate_history
 from members.models import Member
+from rewards.demo import generate_redemptions, seed_catalogue
 
 DEMO_STAFF = ("demo", "demo-loyalty-2026")
 
 
 class Command(BaseCommand):
     help = (
-        "Create the demo program (a French retail chain) with members and purchase history. "
-        "Idempotent: the history is generated once, when the program has no member yet."
+        "Create the demo program (a French retail chain) with its reward catalogue, members, "
+        "purchase history and redemptions. Idempotent: the history is generated once, when the "
+        "program has no member yet; the catalogue is brought up to date every time."
     )
 
     def add_arguments(self, parser):
@@ -44,6 +46,8 @@ class Command(BaseCommand):
         launch = (timezone.now() - timedelta(days=round((months + 12) * 30.44))).date()
         program = seed_program(launch=launch)
         self.stdout.write(f"program {program.name} ({program.slug}) ready")
+        rewards = seed_catalogue(program)
+        self.stdout.write(f"reward catalogue ready ({len(rewards)} rewards)")
         if Member.objects.filter(program=program).exists():
             self.stdout.write(
                 f"history already present ({Member.objects.filter(program=program).count()} "
@@ -62,6 +66,11 @@ class Command(BaseCommand):
                     summary = jobs.run_job(name, programs=[program])[program.slug]
                     done = ", ".join(f"{k} {v}" for k, v in summary.items() if k != "night")
                     self.stdout.write(f"{name}: {done}")
+            redeemed = generate_redemptions(program, seed=seed, expire=not no_nightly)
+            self.stdout.write(
+                f"generated {redeemed.redeemed} redemptions: {redeemed.used} used, "
+                f"{redeemed.cancelled} cancelled, {redeemed.expired} expired"
+            )
         if settings.DEBUG or staff_user:
             username, password = DEMO_STAFF
             user, created = get_user_model().objects.get_or_create(
