@@ -25,6 +25,7 @@ from loyalty.errors import DomainError
 from loyalty.models import Tier
 from members.admin import ReadOnlyAdminMixin
 from members.cards import normalize_card_number
+from members.models import Member
 
 from . import services
 from .models import Redemption, Reward
@@ -304,6 +305,7 @@ def not_issued_message(redemption) -> str:
 @admin.register(Redemption)
 class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/rewards/redemption/change_form.html"
+    change_list_template = "admin/rewards/redemption/change_list.html"
     list_display = [
         "display_code",
         "member",
@@ -395,9 +397,23 @@ class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         extra_context = {**(extra_context or {}), "can_cancel": self.can_cancel(request)}
         return super().change_view(request, object_id, form_url, extra_context)
 
+    def can_redeem(self, request) -> bool:
+        """Redeeming for a member needs the add permission on redemptions."""
+        codename = get_permission_codename("add", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "can_redeem": self.can_redeem(request)}
+        return super().changelist_view(request, extra_context)
+
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [
+            path(
+                "redeem/",
+                self.admin_site.admin_view(lambda request: staff_redeem_view(self, request)),
+                name="{}_{}_redeem".format(*info),
+            ),
             path(
                 "<path:object_id>/cancel/",
                 self.admin_site.admin_view(self.cancel_view),
@@ -467,3 +483,75 @@ class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/rewards/redemption/cancel.html", context)
+
+
+# Redeeming on a member's behalf -----------------------------------------------------------------
+
+
+class StaffRedeemForm(forms.Form):
+    card_number = forms.CharField(label=_("Card number"), max_length=20)
+    reward = forms.ModelChoiceField(
+        label=_("Reward"),
+        queryset=Reward.objects.filter(is_active=True).select_related("program"),
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        card = normalize_card_number(cleaned.get("card_number") or "")
+        reward = cleaned.get("reward")
+        member = Member.objects.filter(card_number=card).select_related("program").first()
+        if member is None:
+            self.add_error("card_number", _("No member has this card number."))
+        elif reward is not None and reward.program_id != member.program_id:
+            self.add_error("reward", _("This reward belongs to another program."))
+        cleaned["member"] = member
+        return cleaned
+
+
+def staff_redeem_view(model_admin, request):
+    """Redeem a reward for a member, by staff (at the desk, on the phone): the same service as
+    the portal and the tills, recorded with the staff user."""
+    if not model_admin.can_redeem(request):
+        raise PermissionDenied
+    if request.method == "POST":
+        form = StaffRedeemForm(request.POST)
+        if form.is_valid():
+            try:
+                redemption = services.redeem(
+                    member=form.cleaned_data["member"],
+                    reward=form.cleaned_data["reward"],
+                    channel=Redemption.Channel.STAFF,
+                    staff_user=request.user,
+                )
+            except DomainError as exc:
+                field = exc.field if exc.field in form.fields else None
+                if exc.field == "reward_id":
+                    field = "reward"
+                form.add_error(field, exc.detail)
+            else:
+                model_admin.message_user(
+                    request,
+                    gettext("Voucher %(code)s issued to %(member)s.")
+                    % {
+                        "code": services.format_code(redemption.code),
+                        "member": form.cleaned_data["member"],
+                    },
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:rewards_redemption_change", args=[redemption.pk])
+                )
+    else:
+        form = StaffRedeemForm(initial={"card_number": request.GET.get("card", "")})
+    opts = model_admin.opts
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": _("Redeem a reward for a member"),
+        "submit_label": _("Redeem"),
+        "change_url": reverse("admin:rewards_redemption_changelist"),
+        "opts": opts,
+        "form": form,
+        "has_view_permission": model_admin.has_view_permission(request),
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/rewards/redemption/redeem.html", context)

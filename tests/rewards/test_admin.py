@@ -400,3 +400,54 @@ def test_staff_without_any_voucher_permission_see_nothing(client, voucher):
 def test_cancel_of_an_unknown_voucher_redirects(admin_client):
     response = admin_client.get(reverse("admin:rewards_redemption_cancel", args=[999999]))
     assert response.status_code == 302
+
+
+# Redeeming on a member's behalf ----------------------------------------------------------------
+
+
+def test_staff_redeem_for_a_member(admin_client, admin_user, member, make_reward):
+    reward = make_reward(points_cost=300)
+    url = reverse("admin:rewards_redemption_redeem")
+    page = admin_client.get(url, {"card": member.card_number})
+    assert page.status_code == 200
+    assert member.card_number in page.text
+    response = admin_client.post(url, {"card_number": member.card_number, "reward": reward.pk})
+    assert response.status_code == 302
+    voucher = Redemption.objects.get()
+    assert voucher.channel == Redemption.Channel.STAFF
+    assert voucher.issued_by == admin_user
+    member.refresh_from_db()
+    assert member.points_available == 700
+    assert find_mismatches() == []
+
+
+@pytest.mark.parametrize(
+    ("case", "field"),
+    [("unknown_card", "card_number"), ("too_expensive", "reward"), ("other_program", "reward")],
+)
+def test_staff_redeem_errors_are_form_errors_and_write_nothing(
+    admin_client, member, make_reward, case, field
+):
+    reward = make_reward(points_cost=5000 if case == "too_expensive" else 10)
+    if case == "other_program":
+        reward.program = ProgramFactory()
+        reward.save()
+    card = "0000000000000" if case == "unknown_card" else member.card_number
+    response = admin_client.post(
+        reverse("admin:rewards_redemption_redeem"), {"card_number": card, "reward": reward.pk}
+    )
+    assert response.status_code == 200
+    assert field in response.context["form"].errors
+    assert not Redemption.objects.exists()
+    assert find_mismatches() == []
+
+
+def test_staff_redeem_needs_the_add_permission(client, member):
+    from django.contrib.auth.models import Permission
+
+    from tests.factories import StaffUserFactory
+
+    user = StaffUserFactory(is_superuser=False)
+    user.user_permissions.add(Permission.objects.get(codename="view_redemption"))
+    client.force_login(user)
+    assert client.get(reverse("admin:rewards_redemption_redeem")).status_code == 403
