@@ -1,6 +1,11 @@
 """Staff administration of programs, stores, API keys, tiers, earning rules, costs and job runs."""
 
+from datetime import timedelta
+
+from celery.schedules import crontab
+from django.conf import settings
 from django.contrib import admin, messages
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
@@ -192,6 +197,7 @@ class ProgramCostAdmin(admin.ModelAdmin):
 
 @admin.register(JobRun)
 class JobRunAdmin(admin.ModelAdmin):
+    change_list_template = "admin/loyalty/jobrun/change_list.html"
     list_display = ["name", "status", "started_at", "finished_at", "is_dry_run", "triggered_by"]
     list_filter = ["name", "status", "is_dry_run"]
     date_hierarchy = "started_at"
@@ -202,3 +208,26 @@ class JobRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), "schedule": beat_schedule()}
+        return super().changelist_view(request, extra_context)
+
+
+def beat_schedule() -> list[tuple[str, str, str]]:
+    """The scheduled jobs, as staff read them: (name, task, when)."""
+    rows = []
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        when = entry["schedule"]
+        if isinstance(when, timedelta):
+            text = gettext("every %(seconds)d s") % {"seconds": when.total_seconds()}
+        elif isinstance(when, crontab):
+            text = gettext("every day at %(hour)s:%(minute)s (%(tz)s)") % {
+                "hour": ",".join(f"{h:02d}" for h in sorted(when.hour)),
+                "minute": ",".join(f"{m:02d}" for m in sorted(when.minute)),
+                "tz": settings.CELERY_TIMEZONE,
+            }
+        else:
+            text = str(when)
+        rows.append((name, entry["task"], text))
+    return rows

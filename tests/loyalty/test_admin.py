@@ -167,6 +167,7 @@ def test_revoke_action_revokes_selected_keys(admin_client, rows):
         url(StoreAPIKey, "changelist"),
         {"action": "revoke_keys", "_selected_action": [revoked_key.pk]},
         follow=True,
+        headers={"accept-language": "en"},
     )
     assert response.status_code == 200
     assert "Keys revoked." in [str(m) for m in response.context["messages"]]
@@ -190,3 +191,11 @@ def test_program_changelist_query_count_does_not_grow_with_programs(
     assert response.status_code == 200
     assert response.context["cl"].result_count == 5
     assert all(p._store_count == 2 for p in response.context["cl"].result_list)
+
+
+def test_job_runs_page_shows_the_schedule(admin_client, rows):
+    page = admin_client.get(url(JobRun, "changelist"), HTTP_ACCEPT_LANGUAGE="en")
+    assert page.status_code == 200
+    assert "members.tasks.run_nightly" in page.text
+    assert "02:30" in page.text
+    assert "loyalty.tasks.record_heartbeat" in page.text
