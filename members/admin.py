@@ -385,6 +385,7 @@ class MemberAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "original": member,
             "member": member,
+            "object_label": str(member),
             "form": form,
             "change_url": change_url,
             "has_view_permission": self.has_view_permission(request, member),

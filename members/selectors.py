@@ -15,25 +15,9 @@ from loyalty.selectors import program_tiers
 from loyalty.sql import dt, parse_dt
 
 from . import tiers
-from .models import Member, PointsEntry, Purchase
+from .models import Member, PointsEntry
 
 EXPIRY_WARNING_DAYS = 30
-
-
-def _window_value(program: Program, member_id: int, as_of: date) -> tuple[Decimal, datetime]:
-    """The exact qualifying value over the window as of `as_of`, and the date of the oldest
-    purchase it counts (None without any)."""
-    start, end = tiers.window_bounds(program, as_of)
-    sql = (
-        f"SELECT COALESCE(SUM({tiers._value_expression(program)}), 0), MIN(p.occurred_at) "
-        f"FROM {Purchase._meta.db_table} p "
-        "WHERE p.member_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [member_id, dt(start), dt(end)])
-        value, oldest = cursor.fetchone()
-    oldest = parse_dt(oldest)
-    return Decimal(str(value or 0)).quantize(Decimal("0.01")), oldest
 
 
 def expiry_cutoff_day(night: date, months: int) -> date:
@@ -99,7 +83,7 @@ def member_progress(member: Member, now: datetime | None = None) -> dict:
     all_tiers = program_tiers(program)
     current = tiers.tier_by_pk(all_tiers, member.tier_id)
     first, last = tiers.qualification_window(program, today)
-    value, oldest = _window_value(program, member.pk, today)
+    value, oldest = tiers.window_value(program, member.pk, today)
     calendar_year = program.tier_window == Program.TierWindow.CALENDAR_YEAR
 
     next_tier = None

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from loyalty.models import Program, Tier
 from loyalty.selectors import TierInfo, program_tiers
-from loyalty.sql import dt
+from loyalty.sql import dt, parse_dt
 
 from . import errors
 from .models import Member, Purchase, TierChange
@@ -163,18 +163,24 @@ def _value_expression(program: Program) -> str:
     return "(p.total_amount - p.returned_amount)"
 
 
-def qualifying_value(program: Program, member_id: int, as_of: date) -> Decimal:
-    """The member's exact qualifying value over the window as of `as_of` (one query)."""
+def window_value(program: Program, member_id: int, as_of: date) -> tuple[Decimal, datetime]:
+    """The member's exact qualifying value over the window as of `as_of`, and the time of the
+    oldest purchase it counts (None without any). One query."""
     start, end = window_bounds(program, as_of)
     sql = (
-        f"SELECT COALESCE(SUM({_value_expression(program)}), 0) "
+        f"SELECT COALESCE(SUM({_value_expression(program)}), 0), MIN(p.occurred_at) "
         f"FROM {Purchase._meta.db_table} p "
         "WHERE p.member_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [member_id, dt(start), dt(end)])
-        (value,) = cursor.fetchone()
-    return Decimal(value or 0).quantize(Decimal("0.01"))
+        value, oldest = cursor.fetchone()
+    return Decimal(str(value or 0)).quantize(Decimal("0.01")), parse_dt(oldest)
+
+
+def qualifying_value(program: Program, member_id: int, as_of: date) -> Decimal:
+    """The member's exact qualifying value over the window as of `as_of` (one query)."""
+    return window_value(program, member_id, as_of)[0]
 
 
 def purchase_contribution(program: Program, amount: Decimal, points: int) -> Decimal:

@@ -472,6 +472,8 @@ class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "original": redemption,
             "redemption": redemption,
             "display_code": services.format_code(redemption.code),
+            "object_label": services.format_code(redemption.code),
+            "back_label": _("Back to the voucher"),
             "not_issued": (
                 not_issued_message(redemption)
                 if redemption.status != Redemption.Status.ISSUED

@@ -105,13 +105,7 @@ class RewardListView(PosAPIView):
                 reason = problem.code if problem else None
             body.append(
                 {
-                    "id": reward.pk,
-                    "name_fr": reward.name_fr,
-                    "name_en": reward.name_en,
-                    "kind": reward.kind,
-                    "value": str(reward.value) if reward.value is not None else None,
-                    "sku": reward.sku,
-                    "partner_name": reward.partner_name,
+                    **reward_body(reward),
                     "points_cost": reward.points_cost,
                     "stock": reward.stock,
                     "tiers": [t.name for t in tiers],
@@ -155,25 +149,29 @@ class VoucherOut(serializers.Serializer):
     used_receipt_id = serializers.CharField(allow_null=True)
 
 
+def reward_body(reward: Reward) -> dict:
+    """What a till needs to know of a reward (shared by the catalogue and vouchers)."""
+    return {
+        "id": reward.pk,
+        "name_fr": reward.name_fr,
+        "name_en": reward.name_en,
+        "kind": reward.kind,
+        "value": str(reward.value) if reward.value is not None else None,
+        "sku": reward.sku,
+        "partner_name": reward.partner_name,
+    }
+
+
 def voucher_body(voucher: Redemption, now=None) -> dict:
     now = now or timezone.now()
     status = voucher.status
     if status == Redemption.Status.ISSUED and voucher.expires_at <= now:
         status = Redemption.Status.EXPIRED
-    reward = voucher.reward
     return {
         "code": services.format_code(voucher.code),
         "status": status,
         "valid": status == Redemption.Status.ISSUED,
-        "reward": {
-            "id": reward.pk,
-            "name_fr": reward.name_fr,
-            "name_en": reward.name_en,
-            "kind": reward.kind,
-            "value": str(reward.value) if reward.value is not None else None,
-            "sku": reward.sku,
-            "partner_name": reward.partner_name,
-        },
+        "reward": reward_body(voucher.reward),
         "card_number": voucher.member.card_number,
         "member_name": voucher.member.full_name,
         "points_spent": voucher.points_spent,

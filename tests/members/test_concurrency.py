@@ -1,43 +1,20 @@
 """Real threads racing on one PostgreSQL database: no point lost, none doubled."""
 
-import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from members.ledger import find_mismatches
 from members.models import Member, PointsEntry, Purchase, PurchaseReturn
+from tests.concurrency import race
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.concurrency,
     pytest.mark.django_db(transaction=True),
 ]
-
-
-def race(n, work):
-    """Run work(i) in n threads released at the same instant; return results by index."""
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def run(i):
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except Exception as exc:  # surfaced by the assertions below
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
 
 
 def client_for(key):

@@ -1,12 +1,10 @@
 """Real threads racing on one PostgreSQL database for points, stock, limits and vouchers: no
 voucher too many, no point lost or doubled."""
 
-import threading
 from collections import Counter
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from members.jobs import run_job
@@ -14,36 +12,13 @@ from members.ledger import find_mismatches
 from members.models import Member, PointsEntry
 from rewards import errors, services
 from rewards.models import Redemption, Reward
+from tests.concurrency import race
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.concurrency,
     pytest.mark.django_db(transaction=True),
 ]
-
-
-def race(n, work):
-    """Run work(i) in n threads released at the same instant, each on its own connection;
-    return the results (or the exceptions raised) by index."""
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def run(i):
-        try:
-            barrier.wait()
-            results[i] = work(i)
-        except Exception as exc:  # surfaced by the assertions below
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not any(t.is_alive() for t in threads), "a thread is stuck"
-    return results
 
 
 def outcomes(results):
