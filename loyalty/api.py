@@ -3,6 +3,7 @@ parser, problem-details errors (RFC 9457) and Idempotency-Key handling."""
 
 import hashlib
 import json
+import threading
 import time
 
 from django.conf import settings
@@ -95,18 +96,27 @@ class StoreAPIKeyAuthentication(BaseAuthentication):
 
 
 _redis_client = None
+_redis_client_lock = threading.Lock()
+
+
+def _redis():
+    """One Redis client per process. Created under a lock: two threads creating their own
+    would let the loser's client be collected, closing a connection the other thread uses."""
+    global _redis_client
+    if _redis_client is None:
+        with _redis_client_lock:
+            if _redis_client is None:
+                import redis
+
+                _redis_client = redis.Redis.from_url(settings.REDIS_URL)
+    return _redis_client
 
 
 def _throttle_count(key: str, ttl: int) -> int:
     """Count one request in `key`: INCR and EXPIRE in one round trip to Redis when it is
     configured (shared by every web worker), the Django cache otherwise."""
-    global _redis_client
     if settings.REDIS_URL:
-        if _redis_client is None:
-            import redis
-
-            _redis_client = redis.Redis.from_url(settings.REDIS_URL)
-        pipe = _redis_client.pipeline(transaction=False)
+        pipe = _redis().pipeline(transaction=False)
         pipe.incr(key)
         pipe.expire(key, ttl)
         return pipe.execute()[0]
