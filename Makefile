@@ -58,8 +58,11 @@ lock: install
 	$(BIN)/pip-compile --quiet --strip-extras --no-header -o requirements/prod.txt pyproject.toml
 	$(BIN)/pip-compile --quiet --strip-extras --no-header --extra dev -o requirements/dev.txt pyproject.toml
 
+# Extract the strings into locale/*/LC_MESSAGES/django.po and compile the .mo files (both
+# committed: running the app needs no gettext tools). Needs gettext (xgettext, msgmerge, msgfmt).
+# No djangojs domain: there is no JavaScript to translate.
 messages: install
-	DEBUG=1 $(PY) manage.py makemessages -l fr -l en --no-obsolete --ignore .venv --ignore var
+	DEBUG=1 $(PY) manage.py makemessages -l fr -l en --no-obsolete --ignore .venv --ignore var --ignore bench --ignore tests
 	DEBUG=1 $(PY) manage.py compilemessages --ignore .venv
 
 clean:

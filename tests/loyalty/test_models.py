@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from loyalty import selectors
 from loyalty.models import EarningRule, Program, ProgramCost, validate_time_zone
@@ -20,6 +20,13 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """The messages below are asserted in English, the source language (the default is French)."""
+    with translation.override("en"):
+        yield
 
 
 def assert_refused(factory, **fields):
