@@ -249,7 +249,7 @@ def generate_redemptions(
     *,
     seed: int,
     share: float = 0.05,
-    limit: int = 5000,
+    limit: int = 1000,
     expire: bool = True,
     now: datetime | None = None,
 ) -> RedemptionStats:
