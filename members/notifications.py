@@ -133,24 +133,22 @@ def render(
 
 def send_pending(program: Program, *, now: datetime, ids=None) -> tuple[int, int]:
     """Send the program's claimed, unsent notifications (only `ids` when given); return
-    (sent, failed)."""
+    (sent, failed). Works by batches of ids read once up front: selecting each batch again
+    among all unsent rows cost a scan of them per batch."""
     sent = failed = 0
-    last = 0
     connection = get_connection()
-    pending = MemberNotification.objects.filter(
-        member__program=program, sent_at__isnull=True, attempts__lt=MAX_ATTEMPTS
-    )
-    if ids is not None:
-        pending = pending.filter(pk__in=list(ids))
-    while True:
-        batch = list(
-            pending.filter(pk__gt=last)
+    batches = pending_ids(program) if ids is None else [list(ids)]
+    for chunk in batches:
+        batch = (
+            MemberNotification.objects.filter(
+                pk__in=chunk,
+                member__program=program,
+                sent_at__isnull=True,
+                attempts__lt=MAX_ATTEMPTS,
+            )
             .select_related("member__program")
-            .order_by("pk")[:SEND_BATCH]
+            .order_by("pk")
         )
-        if not batch:
-            break
-        last = batch[-1].pk
         for notification in batch:
             try:
                 connection.send_messages([render(notification, notification.member, now=now)])
