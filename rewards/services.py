@@ -65,9 +65,9 @@ def availability_error(reward: Reward, member: Member, now: datetime, *, tier_id
     if not reward.is_active:
         return errors.RewardNotAvailable()
     if reward.valid_from and now < reward.valid_from:
-        return errors.RewardNotAvailable("This reward is not available yet.")
+        return errors.RewardNotAvailable(gettext("This reward is not available yet."))
     if reward.valid_until and now >= reward.valid_until:
-        return errors.RewardNotAvailable("This reward is no longer available.")
+        return errors.RewardNotAvailable(gettext("This reward is no longer available."))
     if tier_ids is None:
         tier_ids = {t.pk for t in reward.tiers.all()}
     if tier_ids and member.tier_id not in tier_ids:
@@ -99,7 +99,8 @@ def redeem(
             raise problem
         if locked.points_available < reward.points_cost:
             raise errors.NotEnoughPoints(
-                f"{reward.points_cost} points needed, {locked.points_available} available."
+                gettext("%(needed)d points needed, %(available)d available.")
+                % {"needed": reward.points_cost, "available": locked.points_available}
             )
         if reward.limit_per_member:
             since = period_start(locked.program, reward.limit_period, now)
