@@ -33,11 +33,10 @@ from loyalty.sql import dt, parse_dt
 from . import ledger, notifications, tiers
 from .ledger import Bucket, BulkPosting, Kind
 from .models import Member, PointsEntry, Purchase, TierChange
-from .selectors import expiry_cutoff_day
+from .selectors import CREDITS_SINCE_SQL, EXPIRY_WARNING_DAYS, expiry_cutoff
 
 BATCH_SIZE = 5000
 REQUALIFY_BATCH_SIZE = 20000
-EXPIRY_WARNING_DAYS = 30
 
 M = Member._meta.db_table
 P = Purchase._meta.db_table
@@ -147,25 +146,13 @@ def release_pending_points(ctx: Context) -> dict:
 # Expiry -----------------------------------------------------------------------------------------
 
 
-def expiry_cutoff(program: Program, night: date) -> datetime:
-    """Points earned before this instant have expired by `night` (after-earning policy): points
-    earned on local date D expire on D + N months."""
-    return tiers.local_midnight(program, expiry_cutoff_day(night, program.expiry_months))
-
-
-# Credits to the available bucket since `cutoff`, by member, dated by when they were earned (a
-# release by its purchase's date). Under first-in first-out, what a member may keep is at most
-# these recent credits: the excess of the balance over them is older points, which expire.
+# Credits since the cutoff, summed by member, for a batch: the id range lets PostgreSQL read the
+# batch's rows from the (member, effective_at) index rather than every recent ledger row.
 _RECENT_CREDITS_SQL = f"""
 SELECT e.member_id, SUM(e.points) FROM {E} e
-WHERE e.member_id BETWEEN %s AND %s AND e.member_id IN ({{ids}})
-  AND e.bucket = 'available' AND e.points > 0
-  AND e.effective_at >= %s AND COALESCE(e.earned_at, e.effective_at) >= %s
+WHERE e.member_id BETWEEN %s AND %s AND e.member_id IN ({{ids}}) AND {CREDITS_SINCE_SQL}
 GROUP BY e.member_id
 """
-# The id range lets PostgreSQL read the batch's rows from the (member, effective_at) index
-# rather than every recent row of the ledger; a credit is never effective before it was earned,
-# so the condition on effective_at only narrows the scan.
 
 _HOLDERS_SQL = f"""
 SELECT id, points_available FROM {M}
@@ -189,8 +176,7 @@ def fifo_excess(ids_and_balances, cutoff: datetime) -> dict[int, int]:
     return excess
 
 
-def _inactive_holders_sql():
-    return f"""
+_INACTIVE_HOLDERS_SQL = f"""
 SELECT id, points_available FROM {M}
 WHERE program_id = %s AND points_available > 0 AND id > %s
   AND COALESCE(last_activity_at, enrolled_at) < %s
@@ -198,10 +184,18 @@ ORDER BY id LIMIT %s
 """
 
 
-def inactivity_cutoff(program: Program, night: date) -> datetime:
-    """Members whose last activity is before this instant have been inactive for the program's
-    M months by `night`."""
-    return tiers.local_midnight(program, expiry_cutoff_day(night, program.expiry_months))
+def _expiring_batch(ctx: Context, cutoff: datetime, last: int) -> tuple[int | None, dict]:
+    """The next batch of members holding points after id `last`, read without locks: the id
+    it ends at (None when there are no more) and the points of each that expire by `cutoff`
+    under the program's policy (FIFO excess, or the whole balance of the inactive)."""
+    program = ctx.program
+    if program.expiry_policy == Program.ExpiryPolicy.AFTER_INACTIVITY:
+        rows = _fetch(_INACTIVE_HOLDERS_SQL, [program.pk, last, dt(cutoff), ctx.batch_size])
+        expiring = dict(rows)
+    else:
+        rows = _fetch(_HOLDERS_SQL, [program.pk, last, ctx.batch_size])
+        expiring = fifo_excess(rows, cutoff)
+    return (rows[-1][0] if rows else None), expiring
 
 
 def expire_points(ctx: Context) -> dict:
@@ -213,18 +207,13 @@ def expire_points(ctx: Context) -> dict:
     if program.expiry_policy == Program.ExpiryPolicy.NONE:
         return summary
     by_inactivity = program.expiry_policy == Program.ExpiryPolicy.AFTER_INACTIVITY
-    cutoff = (inactivity_cutoff if by_inactivity else expiry_cutoff)(program, ctx.night)
+    cutoff = expiry_cutoff(program, ctx.night)
     last = 0
     while True:
         # Candidates are read without locks; what expires is recomputed under the locks.
-        if by_inactivity:
-            rows = _fetch(_inactive_holders_sql(), [program.pk, last, dt(cutoff), ctx.batch_size])
-        else:
-            rows = _fetch(_HOLDERS_SQL, [program.pk, last, ctx.batch_size])
-        if not rows:
+        last, candidates = _expiring_batch(ctx, cutoff, last)
+        if last is None:
             break
-        last = rows[-1][0]
-        candidates = [r[0] for r in rows] if by_inactivity else list(fifo_excess(rows, cutoff))
         if not candidates:
             continue
         with _batch(ctx):
@@ -441,21 +430,14 @@ def _claim_expiry_warnings(ctx: Context) -> int:
     if program.expiry_policy == Program.ExpiryPolicy.NONE:
         return 0
     horizon = night + timedelta(days=EXPIRY_WARNING_DAYS)
-    by_inactivity = program.expiry_policy == Program.ExpiryPolicy.AFTER_INACTIVITY
-    cutoff = (inactivity_cutoff if by_inactivity else expiry_cutoff)(program, horizon)
+    cutoff = expiry_cutoff(program, horizon)
     key = night.strftime("%Y-%m")
     claimed = 0
     last = 0
     while True:
-        if by_inactivity:
-            rows = _fetch(_inactive_holders_sql(), [program.pk, last, dt(cutoff), ctx.batch_size])
-            warn = dict(rows)
-        else:
-            rows = _fetch(_HOLDERS_SQL, [program.pk, last, ctx.batch_size])
-            warn = fifo_excess(rows, cutoff) if rows else {}
-        if not rows:
+        last, warn = _expiring_batch(ctx, cutoff, last)
+        if last is None:
             break
-        last = rows[-1][0]
         claimed += notifications.claim_expiry_warnings(
             program, warn, key=key, horizon=horizon, now=ctx.now
         )

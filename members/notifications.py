@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from loyalty.models import Program
 
 from .models import Member, MemberNotification, TierChange
+from .selectors import expiry_schedule
 
 logger = logging.getLogger(__name__)
 Kind = MemberNotification.Kind
@@ -110,8 +111,6 @@ def render(
             "site_url": settings.SITE_URL,
         }
         if notification.kind == Kind.POINTS_EXPIRING:
-            from .selectors import expiry_schedule
-
             today = timezone.localtime(now or timezone.now(), program.tzinfo).date()
             by = date.fromisoformat(notification.context["by"])
             context["by"] = by

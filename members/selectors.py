@@ -31,6 +31,22 @@ def expiry_cutoff_day(night: date, months: int) -> date:
     return cutoff
 
 
+def expiry_cutoff(program: Program, night: date) -> datetime:
+    """Points earned (after-earning policy), or a last activity (inactivity policy), before
+    this instant have expired by the night of `night`."""
+    return tiers.local_midnight(program, expiry_cutoff_day(night, program.expiry_months))
+
+
+# The credits to a member's available bucket earned since a cutoff (two parameters, both the
+# cutoff), dated by when they were earned (a release by its purchase's date, in `earned_at`).
+# Under first in, first out, what a member still holds is made of these. A credit is never
+# effective before it was earned, so the condition on effective_at only narrows the index scan.
+CREDITS_SINCE_SQL = (
+    "e.bucket = 'available' AND e.points > 0 AND e.effective_at >= %s "
+    "AND COALESCE(e.earned_at, e.effective_at) >= %s"
+)
+
+
 def expiry_schedule(member: Member, today: date) -> list[tuple[date, int]]:
     """Which of the member's available points expire on which date, soonest first.
 
@@ -47,13 +63,11 @@ def expiry_schedule(member: Member, today: date) -> list[tuple[date, int]]:
         last = member.last_activity_at or member.enrolled_at
         last_day = timezone.localtime(last, program.tzinfo).date()
         return [(max(tiers.add_months(last_day, months), today), balance)]
-    cutoff = tiers.local_midnight(program, expiry_cutoff_day(today, months))
-    sql = f"""
-SELECT COALESCE(e.earned_at, e.effective_at), e.points
-FROM {PointsEntry._meta.db_table} e
-WHERE e.member_id = %s AND e.bucket = 'available' AND e.points > 0 AND e.effective_at >= %s
-  AND COALESCE(e.earned_at, e.effective_at) >= %s
-"""
+    cutoff = expiry_cutoff(program, today)
+    sql = (
+        "SELECT COALESCE(e.earned_at, e.effective_at), e.points "
+        f"FROM {PointsEntry._meta.db_table} e WHERE e.member_id = %s AND {CREDITS_SINCE_SQL}"
+    )
     with connection.cursor() as cursor:
         cursor.execute(sql, [member.pk, dt(cutoff), dt(cutoff)])
         credits = cursor.fetchall()
