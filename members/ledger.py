@@ -131,10 +131,13 @@ def post(
     return rows
 
 
+# Moves a member's cached balances (and qualifying bound) by deltas; a NULL last activity
+# leaves the current one. The only statement that changes them, for `post` and `post_many`.
 _UPDATE_BALANCES_SQL = (
     f"UPDATE {Member._meta.db_table} SET points_available = points_available + %s, "
     "points_pending = points_pending + %s, points_lifetime = points_lifetime + %s, "
-    "qualifying_bound = qualifying_bound + %s, last_activity_at = %s WHERE id = %s"
+    "qualifying_bound = qualifying_bound + %s, "
+    "last_activity_at = COALESCE(%s, last_activity_at) WHERE id = %s"
 )
 
 
@@ -187,24 +190,23 @@ _ENTRY_COLUMNS = (
 _BULK_CHUNK = 1000
 
 
-def post_many(program_id: int, postings: Sequence[BulkPosting], *, now: datetime) -> dict:
+def post_many(program_id: int, postings: Sequence[BulkPosting], *, now: datetime) -> None:
     """Append the rows of many members' actions and move their cached balances with them.
 
     The caller is inside a transaction and holds the lock of every member concerned
-    (`lock_members`). Rows go in multi-row INSERTs, balances in one batched UPDATE. Returns the
-    points moved per (kind, bucket).
+    (`lock_members`). Rows go in multi-row INSERTs, balances in one batched UPDATE. Moves
+    between buckets and expiries are not activity: last activity stays as it is.
     """
     if not connection.in_atomic_block:
         raise transaction.TransactionManagementError("ledger.post_many needs a transaction")
     postings = [p for p in postings if p.points]
     if not postings:
-        return {}
+        return
     field = PointsEntry._meta.get_field
     txn_prep = field("txn").get_db_prep_value
     time_prep = field("effective_at").get_db_prep_value
     created = time_prep(now, connection)
     deltas: dict[int, list[int]] = {}
-    moved: dict[str, int] = {}
     table = PointsEntry._meta.db_table
     columns = ", ".join(f'"{c}"' for c in _ENTRY_COLUMNS)
     placeholders = "(" + ", ".join(["%s"] * len(_ENTRY_COLUMNS)) + ")"
@@ -231,20 +233,15 @@ def post_many(program_id: int, postings: Sequence[BulkPosting], *, now: datetime
                 d[0 if p.bucket == Bucket.AVAILABLE else 1] += p.points
                 if p.kind in LIFETIME_KINDS:
                     d[2] += p.points
-                key = f"{p.kind}_{p.bucket}"
-                moved[key] = moved.get(key, 0) + p.points
             cursor.execute(
                 f'INSERT INTO "{table}" ({columns}) VALUES '
                 + ", ".join([placeholders] * len(chunk)),
                 params,
             )
         cursor.executemany(
-            f"UPDATE {Member._meta.db_table} SET points_available = points_available + %s, "
-            "points_pending = points_pending + %s, points_lifetime = points_lifetime + %s "
-            "WHERE id = %s",
-            [(a, p, li, member_id) for member_id, (a, p, li) in sorted(deltas.items())],
+            _UPDATE_BALANCES_SQL,
+            [(a, p, li, 0, None, member_id) for member_id, (a, p, li) in sorted(deltas.items())],
         )
-    return moved
 
 
 MISMATCH_SQL = """
