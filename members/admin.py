@@ -50,6 +50,26 @@ class ReadOnlyAdminMixin:
         return False
 
 
+def add_domain_error(form, exc: DomainError, aliases: dict[str, str] | None = None) -> None:
+    """Show a service's refusal on the form: on the field it names (or its alias on this form,
+    e.g. the API's `reward_id` is the form's `reward`), else above the form."""
+    field = (aliases or {}).get(exc.field, exc.field)
+    form.add_error(field if field in form.fields else None, exc.detail)
+
+
+def render_action_form(model_admin, request, template: str, context: dict) -> TemplateResponse:
+    """A page of templates/admin/action_form.html's family (a form acting on one object, or on
+    a model) in the admin's frame: the site context and the model's options added."""
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "has_view_permission": model_admin.has_view_permission(request, context.get("original")),
+        **context,
+    }
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, template, context)
+
+
 # Members --------------------------------------------------------------------------------------
 
 
@@ -306,8 +326,7 @@ class MemberAdmin(admin.ModelAdmin):
                         staff_user=request.user,
                     )
                 except DomainError as exc:
-                    field = exc.field if exc.field in form.fields else None
-                    form.add_error(field, exc.detail)
+                    add_domain_error(form, exc)
                 else:
                     member.refresh_from_db()
                     self.message_user(
@@ -351,7 +370,7 @@ class MemberAdmin(admin.ModelAdmin):
                         staff_user=request.user,
                     )
                 except DomainError as exc:
-                    form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
+                    add_domain_error(form, exc)
                 else:
                     self.message_user(
                         request,
@@ -377,22 +396,22 @@ class MemberAdmin(admin.ModelAdmin):
         )
 
     def _member_form_response(self, request, member, form, template, title, change_url, **extra):
-        context = {
-            **self.admin_site.each_context(request),
-            "title": title,
-            "submit_label": title,
-            "subtitle": str(member),
-            "opts": self.opts,
-            "original": member,
-            "member": member,
-            "object_label": str(member),
-            "form": form,
-            "change_url": change_url,
-            "has_view_permission": self.has_view_permission(request, member),
-            **extra,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, f"admin/members/member/{template}.html", context)
+        return render_action_form(
+            self,
+            request,
+            f"admin/members/member/{template}.html",
+            {
+                "title": title,
+                "submit_label": title,
+                "subtitle": str(member),
+                "original": member,
+                "member": member,
+                "object_label": str(member),
+                "form": form,
+                "change_url": change_url,
+                **extra,
+            },
+        )
 
 
 # Purchases ------------------------------------------------------------------------------------

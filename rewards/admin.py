@@ -13,7 +13,6 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Count, DecimalField, F, Q, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
@@ -23,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.errors import DomainError
 from loyalty.models import Tier
-from members.admin import ReadOnlyAdminMixin
+from members.admin import ReadOnlyAdminMixin, add_domain_error, render_action_form
 from members.cards import normalize_card_number
 from members.models import Member
 
@@ -446,7 +445,7 @@ class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                         staff_user=request.user,
                     )
                 except DomainError as exc:
-                    form.add_error(exc.field if exc.field in form.fields else None, exc.detail)
+                    add_domain_error(form, exc)
                 else:
                     self.message_user(
                         request,
@@ -463,28 +462,28 @@ class RedemptionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                     return HttpResponseRedirect(change_url)
         else:
             form = CancelVoucherForm()
-        context = {
-            **self.admin_site.each_context(request),
-            "title": gettext("Cancel voucher %(code)s")
-            % {"code": services.format_code(redemption.code)},
-            "submit_label": _("Cancel voucher"),
-            "opts": self.opts,
-            "original": redemption,
-            "redemption": redemption,
-            "display_code": services.format_code(redemption.code),
-            "object_label": services.format_code(redemption.code),
-            "back_label": _("Back to the voucher"),
-            "not_issued": (
-                not_issued_message(redemption)
-                if redemption.status != Redemption.Status.ISSUED
-                else ""
-            ),
-            "form": form,
-            "change_url": change_url,
-            "has_view_permission": self.has_view_permission(request, redemption),
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/rewards/redemption/cancel.html", context)
+        return render_action_form(
+            self,
+            request,
+            "admin/rewards/redemption/cancel.html",
+            {
+                "title": gettext("Cancel voucher %(code)s")
+                % {"code": services.format_code(redemption.code)},
+                "submit_label": _("Cancel voucher"),
+                "original": redemption,
+                "redemption": redemption,
+                "display_code": services.format_code(redemption.code),
+                "object_label": services.format_code(redemption.code),
+                "back_label": _("Back to the voucher"),
+                "not_issued": (
+                    not_issued_message(redemption)
+                    if redemption.status != Redemption.Status.ISSUED
+                    else ""
+                ),
+                "form": form,
+                "change_url": change_url,
+            },
+        )
 
 
 # Redeeming on a member's behalf -----------------------------------------------------------------
@@ -526,10 +525,7 @@ def staff_redeem_view(model_admin, request):
                     staff_user=request.user,
                 )
             except DomainError as exc:
-                field = exc.field if exc.field in form.fields else None
-                if exc.field == "reward_id":
-                    field = "reward"
-                form.add_error(field, exc.detail)
+                add_domain_error(form, exc, {"reward_id": "reward"})
             else:
                 model_admin.message_user(
                     request,
@@ -545,15 +541,14 @@ def staff_redeem_view(model_admin, request):
                 )
     else:
         form = StaffRedeemForm(initial={"card_number": request.GET.get("card", "")})
-    opts = model_admin.opts
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "title": _("Redeem a reward for a member"),
-        "submit_label": _("Redeem"),
-        "change_url": reverse("admin:rewards_redemption_changelist"),
-        "opts": opts,
-        "form": form,
-        "has_view_permission": model_admin.has_view_permission(request),
-    }
-    request.current_app = model_admin.admin_site.name
-    return TemplateResponse(request, "admin/rewards/redemption/redeem.html", context)
+    return render_action_form(
+        model_admin,
+        request,
+        "admin/rewards/redemption/redeem.html",
+        {
+            "title": _("Redeem a reward for a member"),
+            "submit_label": _("Redeem"),
+            "change_url": reverse("admin:rewards_redemption_changelist"),
+            "form": form,
+        },
+    )
