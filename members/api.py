@@ -23,7 +23,7 @@ from loyalty.models import Store
 from . import errors, services
 from .cards import is_valid_card_number, normalize_card_number
 from .models import Member, PointsEntry
-from .selectors import member_progress
+from .selectors import member_by_card, member_progress
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -292,11 +292,7 @@ class MemberHistoryView(PosAPIView):
         responses={200: LedgerEntryOut(many=True)},
     )
     def get(self, request, card_number):
-        member = Member.objects.filter(
-            program=self.client.program, card_number=normalize_card_number(card_number)
-        ).first()
-        if member is None:
-            raise errors.MemberNotFound(field="card_number")
+        member = member_by_card(self.client.program, card_number)
         entries = (
             PointsEntry.objects.filter(member=member)
             .select_related("purchase")

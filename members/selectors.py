@@ -14,10 +14,24 @@ from loyalty.models import Program
 from loyalty.selectors import program_tiers
 from loyalty.sql import dt, parse_dt
 
-from . import tiers
+from . import errors, tiers
+from .cards import normalize_card_number
 from .models import Member, PointsEntry
 
 EXPIRY_WARNING_DAYS = 30
+
+
+def member_by_card(program: Program, card_number: str) -> Member:
+    """The program's member with this card number (typed with spaces or dashes, or not), with
+    their tier; MemberNotFound (404, field card_number) otherwise."""
+    member = (
+        Member.objects.select_related("tier")
+        .filter(program=program, card_number=normalize_card_number(card_number))
+        .first()
+    )
+    if member is None:
+        raise errors.MemberNotFound(field="card_number")
+    return member
 
 
 def expiry_cutoff_day(night: date, months: int) -> date:

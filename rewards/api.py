@@ -11,10 +11,8 @@ from rest_framework.response import Response
 from loyalty.api import PosAPIView, idempotent
 from loyalty.errors import DomainError
 from loyalty.models import Tier
-from members import errors as member_errors
 from members.api import IDEMPOTENCY_HEADER, _render
-from members.cards import normalize_card_number
-from members.models import Member
+from members.selectors import member_by_card
 
 from . import errors, services
 from .models import Redemption, Reward
@@ -28,17 +26,6 @@ class IdempotencyKeyRequired(DomainError):
         "Redeeming at the till needs an Idempotency-Key header, so that a retry cannot "
         "redeem twice."
     )
-
-
-def _member(program, card_number) -> Member:
-    member = (
-        Member.objects.select_related("tier")
-        .filter(program=program, card_number=normalize_card_number(card_number))
-        .first()
-    )
-    if member is None:
-        raise member_errors.MemberNotFound(field="card_number")
-    return member
 
 
 # Catalogue ------------------------------------------------------------------------------------
@@ -82,7 +69,7 @@ class RewardListView(PosAPIView):
         member = None
         card = request.query_params.get("card_number", "").strip()
         if card:
-            member = _member(program, card)
+            member = member_by_card(program, card)
         rewards = (
             Reward.objects.filter(program=program, is_active=True)
             .filter(Q(valid_from__isnull=True) | Q(valid_from__lte=now))
@@ -255,7 +242,7 @@ class MemberRedemptionView(PosAPIView):
             data = RedeemRequest(data=request.data)
             data.is_valid(raise_exception=True)
             program = self.client.program
-            member = _member(program, card_number)
+            member = member_by_card(program, card_number)
             reward = (
                 Reward.objects.filter(program=program, pk=data.validated_data["reward_id"])
                 .prefetch_related("tiers")
