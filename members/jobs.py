@@ -60,7 +60,7 @@ class Context:
 
 
 @contextmanager
-def _batch(ctx: Context):
+def batch_transaction(ctx: Context):
     """One batch: a transaction, rolled back at the end on a dry run."""
     with transaction.atomic():
         yield
@@ -100,7 +100,7 @@ def release_pending_points(ctx: Context) -> dict:
     summary = {"purchases": 0, "members": 0, "points": 0, "batches": 0}
     last = 0
     while True:
-        with _batch(ctx):
+        with batch_transaction(ctx):
             ids = [
                 r[0] for r in _fetch(_DUE_MEMBERS_SQL, [program.pk, dt(now), last, ctx.batch_size])
             ]
@@ -216,7 +216,7 @@ def expire_points(ctx: Context) -> dict:
             break
         if not candidates:
             continue
-        with _batch(ctx):
+        with batch_transaction(ctx):
             ledger.lock_members(candidates)
             if by_inactivity:
                 locked = _fetch(
@@ -327,7 +327,7 @@ def requalify_tiers(ctx: Context) -> dict:
         candidates = [r[0] for r in rows if _plan(program, all_tiers, night, r)]
         if not candidates:
             continue
-        with _batch(ctx):
+        with batch_transaction(ctx):
             ledger.lock_members(candidates)
             locked = _fetch(_values_sql(program, f"m.id IN ({_ids_sql(candidates)})"), params)
             changes, updates = [], []
@@ -405,7 +405,7 @@ def notify_members(ctx: Context) -> dict:
     month) and tier changes (once per change)."""
     program = ctx.program
     summary = {"expiring_claimed": 0, "tier_claimed": 0, "sent": 0, "failed": 0}
-    with _batch(ctx):
+    with batch_transaction(ctx):
         summary["expiring_claimed"] = _claim_expiry_warnings(ctx)
         summary["tier_claimed"] = notifications.claim_tier_changes(
             program, since=ctx.now - timedelta(days=7), now=ctx.now

@@ -312,16 +312,12 @@ def _record_new_purchase(
             postings = [Posting(Kind.EARN, bucket, points)]
         else:
             postings = []
-        contribution = (
-            tiers.purchase_contribution(program, amount, points) if member else Decimal(0)
-        )
-        upgrade = (
-            tiers.upgrade_for_purchase(
+        contribution, upgrade = Decimal(0), None
+        if member is not None:
+            contribution = tiers.purchase_contribution(program, amount, points)
+            upgrade = tiers.upgrade_for_purchase(
                 program, member, contribution=contribution, occurred_at=occurred_at, now=now
             )
-            if member
-            else None
-        )
         summary = _member_summary(member)
         if postings:
             key = "points_pending" if is_pending else "points_available"

@@ -9,7 +9,7 @@ from django.db.models import F
 
 from loyalty.sql import dt
 from members import ledger
-from members.jobs import Context, _batch
+from members.jobs import Context, batch_transaction
 from members.ledger import Bucket, BulkPosting, Kind
 
 from .models import Redemption, Reward
@@ -26,7 +26,7 @@ def expire_vouchers(ctx: Context) -> dict:
     summary = {"vouchers": 0, "points_refunded": 0, "batches": 0}
     last = 0
     while True:
-        with _batch(ctx):
+        with batch_transaction(ctx):
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"SELECT DISTINCT member_id FROM {R} WHERE program_id = %s AND "
