@@ -205,7 +205,6 @@ class VoucherRedeemView(PosAPIView):
             store=self.client.store,
             receipt_id=data.validated_data["receipt_id"],
         )
-        voucher.used_store = self.client.store if voucher.used_store_id else None
         return Response(voucher_body(voucher))
 
 

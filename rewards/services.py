@@ -189,12 +189,13 @@ def cancel(*, redemption: Redemption, reason: str, staff_user=None, now=None) ->
     return redemption
 
 
-def find_voucher(program: Program, code: str) -> Redemption:
-    voucher = (
-        Redemption.objects.select_related("reward", "member")
-        .filter(program=program, code=normalize_code(code))
-        .first()
-    )
+def find_voucher(program: Program, code: str, *, lock: bool = False) -> Redemption:
+    """The program's voucher with this code (typed in any case, with dashes or spaces), with
+    what its answer shows; locked (only its row) when `lock`. VoucherNotFound otherwise."""
+    vouchers = Redemption.objects.select_related("reward", "member", "used_store")
+    if lock:
+        vouchers = vouchers.select_for_update(of=("self",))
+    voucher = vouchers.filter(program=program, code=normalize_code(code)).first()
     if voucher is None:
         raise errors.VoucherNotFound()
     return voucher
@@ -209,14 +210,7 @@ def consume(
     if not receipt_id:
         raise errors.ReceiptRequired()
     with transaction.atomic():
-        voucher = (
-            Redemption.objects.select_for_update(of=("self",))
-            .select_related("reward", "member")
-            .filter(program=program, code=normalize_code(code))
-            .first()
-        )
-        if voucher is None:
-            raise errors.VoucherNotFound()
+        voucher = find_voucher(program, code, lock=True)
         if voucher.status == Redemption.Status.USED:
             if voucher.used_receipt_id == receipt_id and voucher.used_store_id == store.pk:
                 return voucher, False
