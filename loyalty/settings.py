@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "loyalty",
     "members",
     "rewards",
+    "portal",
     "analytics",
 ]
 
@@ -196,6 +197,19 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "admin:login"
+
+# Member portal: attempts allowed per window (seconds), counted in the cache (Redis in
+# production, shared by every web worker). See docs/portal.md.
+PORTAL_THROTTLES = {
+    "login-account": (env.int("PORTAL_LOGIN_PER_ACCOUNT", default=5), 15 * 60),
+    "login-address": (env.int("PORTAL_LOGIN_PER_ADDRESS", default=20), 15 * 60),
+    "email-account": (env.int("PORTAL_EMAILS_PER_ACCOUNT", default=3), 60 * 60),
+    "email-address": (env.int("PORTAL_EMAILS_PER_ADDRESS", default=10), 60 * 60),
+}
+PORTAL_VERIFY_EMAIL_DAYS = env.int("PORTAL_VERIFY_EMAIL_DAYS", default=3)
+# The request header holding the client's address when a proxy is in front (e.g.
+# HTTP_X_FORWARDED_FOR: its last address, the one our proxy added, is used). Empty: REMOTE_ADDR.
+CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
 
 # Internationalisation -------------------------------------------------------------------------
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="fr")

@@ -13,6 +13,7 @@ from loyalty.demo import seed_program
 from members import jobs
 from members.demo import generate_history
 from members.models import Member
+from portal.demo import DEMO_MEMBER, seed_member_account
 from rewards.demo import generate_redemptions, seed_catalogue
 
 DEMO_STAFF = ("demo", "demo-loyalty-2026")
@@ -81,4 +82,10 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save(update_fields=["password"])
             self.stdout.write(f"staff login: {username} / {password}")
+            member = seed_member_account(program)
+            if member is not None:
+                email, password = DEMO_MEMBER
+                self.stdout.write(
+                    f"member portal login: {email} / {password} (card {member.card_number})"
+                )
         self.stdout.write(f"seed_demo done in {time.monotonic() - started:.1f} s")

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 
 from loyalty.demo import DEMO_SLUG
 from loyalty.models import Store
+from portal.demo import DEMO_MEMBER
 
 from .seed_demo import DEMO_STAFF
 
@@ -17,11 +18,14 @@ class Command(BaseCommand):
     def handle(self, *args, base_url, **options):
         base = base_url.rstrip("/")
         username, password = DEMO_STAFF
+        member_email, member_password = DEMO_MEMBER
         lines = [
             "",
             "Loyalty platform is starting (web, worker and beat):",
             f"  Home              {base}/",
             f"  Staff admin       {base}/admin/       login: {username} / {password}",
+            f"  Member portal     {base}/portal/{DEMO_SLUG}/",
+            f"                    login: {member_email} / {member_password}",
             f"  POS API docs      {base}/api/v1/docs/",
             f"  OpenAPI schema    {base}/api/v1/schema/",
             f"  Health            {base}/healthz",
