@@ -5,6 +5,7 @@ the session, never from an id in the URL: another member's voucher or data is a 
 """
 
 import functools
+import re
 import secrets
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -18,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -364,6 +365,41 @@ def _percent(value, total) -> int:
     return max(0, min(100, int(value * 100 / total)))
 
 
+VOUCHER_REASON = re.compile(r"^voucher (?P<code>[A-Z0-9-]+)(?P<rest> expired| cancelled.*)?$")
+
+
+def describe(entry: PointsEntry, program: Program) -> str:
+    """What a ledger row means for the member, in their language (the row's own reason is
+    written for staff)."""
+    if entry.purchase_id:
+        return _("Purchase of %(amount)s %(currency)s") % {
+            "amount": formats.number_format(entry.purchase.total_amount, 2),
+            "currency": entry.purchase.currency,
+        }
+    if entry.kind == PointsEntry.Kind.EXPIRE:
+        if entry.reason == "inactivity":
+            return _("No purchase for %(months)s months") % {"months": program.expiry_months}
+        return _("Points earned more than %(months)s months ago") % {
+            "months": program.expiry_months
+        }
+    match = VOUCHER_REASON.match(entry.reason)
+    if match:
+        code, rest = match["code"], match["rest"] or ""
+        if rest.startswith(" expired"):
+            return _("Voucher %(code)s expired unused") % {"code": code}
+        if rest.startswith(" cancelled"):
+            return _("Voucher %(code)s cancelled") % {"code": code}
+        return _("Voucher %(code)s") % {"code": code}
+    return entry.reason
+
+
+def _described(entries, program) -> list:
+    entries = list(entries)
+    for entry in entries:
+        entry.detail = describe(entry, program)
+    return entries
+
+
 def _day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
@@ -386,10 +422,11 @@ def home(request):
         keep["manual_until"] = _day(keep["manual_until"])
     for row in progress["expiring"]:
         row["date"] = _day(row["date"])
-    latest = list(
+    latest = _described(
         PointsEntry.objects.filter(member=member)
         .select_related("store", "purchase")
-        .order_by("-effective_at", "-pk")[:LATEST_ACTIVITY]
+        .order_by("-effective_at", "-pk")[:LATEST_ACTIVITY],
+        request.program,
     )
     return _render(
         request,
@@ -416,6 +453,7 @@ def history(request):
     page = Paginator(rows.order_by("-effective_at", "-pk"), HISTORY_PAGE_SIZE).get_page(
         request.GET.get("page")
     )
+    page.object_list = _described(page.object_list, request.program)
     query = request.GET.copy()
     query.pop("page", None)
     return _render(

@@ -370,3 +370,24 @@ def test_staff_see_member_accounts_in_the_admin(member, django_assert_max_num_qu
     assert member.card_number in listing.content.decode() or str(member) in listing.content.decode()
     detail = staff.get(f"/admin/portal/memberaccount/{member.account.pk}/change/")
     assert detail.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason", "expected"),
+    [
+        ("expire", "fifo", "Points earned more than 24 months ago"),
+        ("expire", "inactivity", "No purchase for 24 months"),
+        ("redeem", "voucher ABCD-EFGH-JKLM", "Voucher ABCD-EFGH-JKLM"),
+        ("refund", "voucher ABCD-EFGH-JKLM expired", "Voucher ABCD-EFGH-JKLM expired unused"),
+        ("refund", "voucher ABCD-EFGH-JKLM cancelled: doublon", "Voucher ABCD-EFGH-JKLM cancelled"),
+        ("adjust", "Geste commercial", "Geste commercial"),
+    ],
+)
+def test_history_rows_are_described_for_the_member(program, kind, reason, expected):
+    from django.utils import translation
+
+    from portal.views import describe
+
+    program.expiry_months = 24
+    with translation.override("en"):
+        assert describe(PointsEntry(kind=kind, reason=reason), program) == expected
