@@ -215,7 +215,10 @@ def verify_email(token: str) -> MemberAccount | None:
                 account.save(update_fields=["email_verified_at"])
             return account
         if email and email == account.pending_email:
-            privacy.change_email(account.member, email)
+            try:
+                privacy.change_email(account.member, email)
+            except privacy.EmailTaken:  # another member took the address in the meantime
+                return None
             account.pending_email = ""
             account.email_verified_at = now
             account.save(update_fields=["pending_email", "email_verified_at"])

@@ -165,6 +165,11 @@ def enrol(request):
             return _too_many(request, "enrol.html", {"form": form})
         if form.is_valid():
             data = form.cleaned_data
+            # Joining sends an email to the address typed: counted like a reset request, so
+            # nobody can flood a member's inbox by joining with their address.
+            if throttle.exceeded("email-account", data["email"]):
+                return _too_many(request, "enrol.html", {"form": form})
+            throttle.hit("email-account", data["email"])
             throttle.hit("email-address", address)
             try:
                 services.enrol_online(

@@ -357,3 +357,26 @@ def test_behind_a_proxy_the_address_is_the_one_our_proxy_added(program, member):
     attempt("2.2.2.2, 203.0.113.7")
     assert attempt("3.3.3.3, 203.0.113.7").status_code == 429
     assert attempt("203.0.113.8").status_code == 200
+
+
+@override_settings(PORTAL_THROTTLES={"email-account": (2, 3600), "email-address": (100, 3600)})
+def test_joining_again_and_again_with_someones_address_is_throttled(program, member, visitor):
+    for _ in range(2):
+        visitor.post(url("enrol"), enrol_data(email=member.email))
+    assert len(mail.outbox) == 2
+    assert visitor.post(url("enrol"), enrol_data(email=member.email)).status_code == 429
+    assert len(mail.outbox) == 2
+
+
+def test_an_email_change_to_an_address_taken_meanwhile_is_refused(program, member, make_account):
+    from members.models import Member
+
+    client = Client(**EN)
+    client.force_login(member.account.user)
+    client.post(url("profile"), {"action": "email", "email-email": "late@example.fr"})
+    link = path_of(link_in_last_email())
+    other = make_account()
+    Member.objects.filter(pk=other.pk).update(email="late@example.fr")
+    assert client.get(link).status_code == 400
+    member.refresh_from_db()
+    assert member.email != "late@example.fr"
