@@ -1,14 +1,14 @@
 """POS purchase throughput, end to end, against a hand-written SQL baseline.
 
-    .venv/bin/python bench/pos_throughput.py [--seconds 20] [--clients 16] [--workers 4]
-                                             [--members 2000] [--database-url URL]
+    .venv/bin/python bench/pos_throughput.py [--seconds 20] [--clients 16] [--workers 3]
+                                             [--threads 2] [--members 2000] [--database-url URL]
 
 1. Recreates its own PostgreSQL database (default ``loyalty_bench``) and migrates it.
 2. Builds a program, tiers, a shop, earning rules, one API key and ``--members`` members through
    the project's services (in a Django subprocess), and counts the SQL queries of one purchase
    through Django's test client (``CaptureQueriesContext``, as the test suite does).
-3. Starts gunicorn with sync workers (``bin/serve web`` when it exists), throttle counted in
-   Redis, DEBUG off, as in production.
+3. Starts gunicorn as production does (``bin/serve web``: threaded workers that keep the
+   connection alive, access log on stdout), throttle counted in Redis, DEBUG off.
 4. ``--clients`` asyncio clients post ``POST /api/v1/purchases/`` for ``--seconds`` seconds
    (the first ``--warmup`` seconds are not measured). Only 201 counts as a success.
 5. Runs the same SQL as a purchase (without Django) from ``--clients`` psycopg threads for as
@@ -223,8 +223,12 @@ def django_setup(members: int) -> None:
 
 
 def _describe(statement: str) -> str:
-    """A short, stable description of one SQL statement: verb, table, lock."""
+    """A short, stable description of one SQL statement: verb, table, lock (each write of a
+    statement that writes several tables through WITH clauses)."""
     text = " ".join(statement.split())
+    if text.upper().startswith("WITH "):
+        writes = re.findall(r'(INSERT INTO|UPDATE) "?(\w+)"?', text)
+        return " + ".join(f"{verb.split()[0]} {table}" for verb, table in writes)
     verb = text.split(" ", 1)[0].upper()
     table = re.search(r'(?:FROM|INTO|UPDATE) "?(\w+)"?', text)
     desc = f"{verb} {table.group(1) if table else ''}".strip()
@@ -280,11 +284,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_gunicorn(env: dict, port: int, workers: int, extra: list[str]) -> subprocess.Popen:
+def start_gunicorn(
+    env: dict, port: int, workers: int, threads: int, extra: list[str]
+) -> subprocess.Popen:
     serve = ROOT / "bin" / "serve"
     if serve.exists() and os.access(serve, os.X_OK):
         cmd = [str(serve), "web", *extra]
-        env = {**env, "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": str(workers)}
+        env = {
+            **env,
+            "BIND": f"127.0.0.1:{port}",
+            "WEB_CONCURRENCY": str(workers),
+            "WEB_THREADS": str(threads),
+        }
     else:
         cmd = [
             str(Path(PYTHON).parent / "gunicorn"),
@@ -293,6 +304,10 @@ def start_gunicorn(env: dict, port: int, workers: int, extra: list[str]) -> subp
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            "--worker-class",
+            "gthread",
+            "--threads",
+            str(threads),
             *extra,
         ]
     GUNICORN_LOG.parent.mkdir(parents=True, exist_ok=True)
@@ -301,7 +316,10 @@ def start_gunicorn(env: dict, port: int, workers: int, extra: list[str]) -> subp
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
         )
-    print(f"gunicorn: {shlex.join(cmd[:2] + extra)} with {workers} sync workers on port {port}")
+    print(
+        f"gunicorn: {shlex.join(cmd[:2] + extra)} with {workers} workers of {threads} threads "
+        f"on port {port}"
+    )
     return proc
 
 
@@ -556,7 +574,8 @@ async def http_client(n: int, port: int, key: str, cards: list, tally: Tally, ru
         else:
             tally.error(str(status), body.decode("utf-8", "replace"))
         if close:
-            # Gunicorn's sync workers close after every response, whatever the client asks.
+            # The server closed (a sync worker does after every response, whatever the client
+            # asks; a threaded one when a worker restarts): open a new connection.
             writer.close()
             reader = writer = None
     if writer is not None:
@@ -607,32 +626,36 @@ WHERE m.card_number = %s AND m.program_id = %s
 LIMIT 21
 FOR UPDATE OF m
 """
-SQL_PURCHASE = """
-INSERT INTO members_purchase (public_id, program_id, store_id, member_id, receipt_id,
-    total_amount, currency, occurred_at, recorded_at, points_earned, returned_amount,
-    points_reversed, breakdown, release_at, released_at, request_hash, response)
-VALUES (%s, %s, %s, %s, %s, %s, 'EUR', %s, now(), %s, 0, 0, %s, %s, NULL, %s, %s)
-RETURNING id
-"""
-SQL_LINES = """
+# The purchase and its lines in one statement, the ledger row and the balances in another, as
+# the application sends them on PostgreSQL (data-modifying WITH clauses).
+SQL_PURCHASE_AND_LINES = """
+WITH p AS (
+    INSERT INTO members_purchase (public_id, program_id, store_id, member_id, receipt_id,
+        total_amount, currency, occurred_at, recorded_at, points_earned, returned_amount,
+        points_reversed, breakdown, release_at, released_at, request_hash, response)
+    VALUES (%s, %s, %s, %s, %s, %s, 'EUR', %s, now(), %s, 0, 0, %s, %s, NULL, %s, %s)
+    RETURNING id
+)
 INSERT INTO members_purchaseline (purchase_id, line_no, sku, category, quantity, unit_price,
     line_amount, points_earned, returned_quantity)
-SELECT * FROM unnest(%s::bigint[], %s::smallint[], %s::varchar[], %s::varchar[],
+SELECT (SELECT id FROM p), * FROM unnest(%s::smallint[], %s::varchar[], %s::varchar[],
                      %s::numeric[], %s::numeric[], %s::numeric[], %s::integer[], %s::numeric[])
-RETURNING id
+RETURNING id, purchase_id
 """
-SQL_LEDGER = """
-INSERT INTO members_pointsentry (txn, program_id, member_id, kind, bucket, points, created_at,
-    effective_at, purchase_id, purchase_return_id, store_id, staff_user_id, reason)
-VALUES (%s, %s, %s, 'earn', 'pending', %s, now(), %s, %s, NULL, %s, NULL, '')
-RETURNING id
-"""
-SQL_MEMBER_UPDATE = """
+SQL_LEDGER_AND_BALANCES = """
+WITH e AS (
+    INSERT INTO members_pointsentry (txn, program_id, member_id, kind, bucket, points,
+        created_at, effective_at, purchase_id, purchase_return_id, store_id, staff_user_id,
+        reason)
+    VALUES (%s, %s, %s, 'earn', 'pending', %s, now(), %s, %s, NULL, %s, NULL, '')
+    RETURNING id
+)
 UPDATE members_member
 SET points_available = points_available + 0, points_pending = points_pending + %s,
     points_lifetime = points_lifetime + %s,
     last_activity_at = GREATEST(COALESCE(last_activity_at, %s), %s)
 WHERE id = %s
+RETURNING (SELECT array_agg(id) FROM e)
 """
 
 
@@ -672,7 +695,7 @@ def sql_purchase(conn, rng, prefix, cards, receipt_id, with_rules: bool) -> None
             }
         )
         purchase_id = conn.execute(
-            SQL_PURCHASE,
+            SQL_PURCHASE_AND_LINES,
             [
                 uuid.uuid4(),
                 program_id,
@@ -686,12 +709,6 @@ def sql_purchase(conn, rng, prefix, cards, receipt_id, with_rules: bool) -> None
                 occurred + timedelta(days=30),
                 "0" * 64,
                 response,
-            ],
-        ).fetchone()[0]
-        conn.execute(
-            SQL_LINES,
-            [
-                [purchase_id] * len(lines),
                 list(range(1, len(lines) + 1)),
                 [li["sku"] for li in lines],
                 [li["category"] for li in lines],
@@ -701,13 +718,25 @@ def sql_purchase(conn, rng, prefix, cards, receipt_id, with_rules: bool) -> None
                 [int(a) for a in amounts],
                 ["0"] * len(lines),
             ],
-        ).fetchall()
+        ).fetchall()[0][1]
         if points:
             conn.execute(
-                SQL_LEDGER,
-                [uuid.uuid4(), program_id, member_id, points, occurred, purchase_id, store_id],
+                SQL_LEDGER_AND_BALANCES,
+                [
+                    uuid.uuid4(),
+                    program_id,
+                    member_id,
+                    points,
+                    occurred,
+                    purchase_id,
+                    store_id,
+                    points,
+                    points,
+                    occurred,
+                    occurred,
+                    member_id,
+                ],
             ).fetchone()
-            conn.execute(SQL_MEMBER_UPDATE, [points, points, occurred, occurred, member_id])
 
 
 def sql_baseline(
@@ -799,7 +828,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20, help="load duration, per phase")
     parser.add_argument("--warmup", type=float, default=2, help="first seconds not measured")
     parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=4, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=2, help="threads per gunicorn worker")
     parser.add_argument("--members", type=int, default=2000)
     parser.add_argument(
         "--database-url",
@@ -862,7 +892,9 @@ def main() -> int:
     )
 
     port = free_port()
-    gunicorn = start_gunicorn(env, port, args.workers, shlex.split(args.gunicorn_args))
+    gunicorn = start_gunicorn(
+        env, port, args.workers, args.threads, shlex.split(args.gunicorn_args)
+    )
     try:
         wait_healthy(gunicorn, port)
         before = database_counters(url, dbname)
@@ -882,12 +914,13 @@ def main() -> int:
     time.sleep(0.6)
     after = database_counters(url, dbname)
     http_rate = measured_rate(http)
-    print_tally(f"HTTP ({args.clients} clients, {args.workers} workers)", http, http_rate)
-    print(f"  CPU ms per purchase: {cpu_ms_per_op(http.cpu, len(http.latencies))}")
-    print(
-        f"  connections opened: {http.connections} for {http.ok_total} purchases "
-        "(sync workers close every connection)"
+    print_tally(
+        f"HTTP ({args.clients} clients, {args.workers} workers x {args.threads} threads)",
+        http,
+        http_rate,
     )
+    print(f"  CPU ms per purchase: {cpu_ms_per_op(http.cpu, len(http.latencies))}")
+    print(f"  connections opened: {http.connections} for {http.ok_total} purchases")
     server = {k: round((after[k] - before[k]) / max(1, http.ok_total), 2) for k in before}
     print(f"  PostgreSQL counters per purchase: {server}")
 
@@ -929,6 +962,7 @@ def main() -> int:
             "warmup": args.warmup,
             "clients": args.clients,
             "workers": args.workers,
+            "threads": args.threads,
             "members": args.members,
             "gunicorn_args": args.gunicorn_args,
             "cores": os.cpu_count(),
@@ -939,7 +973,8 @@ def main() -> int:
         f"pos_throughput: purchases_per_s={result['purchases_per_s']} p50_ms={lat['p50_ms']} "
         f"p90_ms={lat['p90_ms']} p99_ms={lat['p99_ms']} max_ms={lat['max_ms']} "
         f"queries_per_purchase={data['queries_per_purchase']:g} errors={errors} "
-        f"workers={args.workers} clients={args.clients} disturbed={int(result['disturbed'])}"
+        f"workers={args.workers} threads={args.threads} clients={args.clients} "
+        f"disturbed={int(result['disturbed'])}"
     )
     if baseline is not None:
         base_rate = measured_rate(baseline)

@@ -1,16 +1,35 @@
-"""Staff administration of programs, stores, API keys, tiers, earning rules, costs and job runs."""
+"""Staff administration of programs, stores, API keys, tiers, earning rules, costs, job runs,
+campaigns and segments."""
 
+from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import timedelta
+from decimal import Decimal
 
 from celery.schedules import crontab
+from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.utils import formats, timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from . import services
-from .models import EarningRule, JobRun, Program, ProgramCost, Store, StoreAPIKey, Tier
+from .models import (
+    Campaign,
+    EarningRule,
+    JobRun,
+    Program,
+    ProgramCost,
+    Segment,
+    Store,
+    StoreAPIKey,
+    Tier,
+    _touch_program,
+)
 
 admin.site.site_header = _("Loyalty platform administration")
 admin.site.site_title = _("Loyalty platform")
@@ -231,3 +250,280 @@ def beat_schedule() -> list[tuple[str, str, str]]:
             text = str(when)
         rows.append((name, entry["task"], text))
     return rows
+
+
+# Campaigns and segments -----------------------------------------------------------------------
+
+
+class CampaignAdminForm(forms.ModelForm):
+    """Channels and days of the week as checkboxes; tiers, stores and the segment must belong
+    to the campaign's program. Dates are entered in the program's time zone (see
+    CampaignAdmin.changeform_view)."""
+
+    channels = forms.MultipleChoiceField(
+        label=_("channels"),
+        choices=Store.Channel.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text=_("Empty: every channel."),
+    )
+    weekdays = forms.TypedMultipleChoiceField(
+        label=_("days of the week"),
+        choices=Campaign.WEEKDAYS,
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+        help_text=_("In the program's time zone. Empty: every day."),
+    )
+
+    def clean(self):
+        data = super().clean()
+        program = data.get("program")
+        if program is not None:
+            for name in ("tiers", "stores"):
+                others = [o for o in data.get(name) or [] if o.program_id != program.pk]
+                if others:
+                    self.add_error(
+                        name,
+                        _("Not of this program: %(names)s.")
+                        % {"names": ", ".join(str(o) for o in others)},
+                    )
+        return data
+
+
+# Reports on a campaign that need the members' data (its results, its audience preview):
+# members adds them from its AppConfig.ready, since loyalty must not import members. A report
+# takes a campaign and returns (label, value) rows.
+CAMPAIGN_REPORTS: dict[str, Callable[[Campaign], list[tuple[str, object]]]] = {}
+
+
+def register_campaign_report(name: str, report: Callable[[Campaign], list[tuple[str, object]]]):
+    """Show `report` on every campaign's page, under `name` ("results" or "audience")."""
+    CAMPAIGN_REPORTS[name] = report
+
+
+def _report_table(name: str, campaign: Campaign):
+    report = CAMPAIGN_REPORTS.get(name)
+    if report is None or campaign.pk is None:
+        return "-"
+    rows = format_html_join(
+        "", "<tr><th>{}</th><td>{}</td></tr>", ((label, value) for label, value in report(campaign))
+    )
+    return format_html("<table>{}</table>", rows)
+
+
+def _local(value, program):
+    if value is None:
+        return "-"
+    return formats.localize(timezone.localtime(value, program.tzinfo).replace(tzinfo=None))
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignAdminForm
+    list_display = [
+        "name",
+        "program",
+        "trigger",
+        "status",
+        "starts_local",
+        "ends_local",
+        "effect",
+        "effect_value",
+        "is_exclusive",
+        "priority",
+        "holdout_percent",
+        "budget_use",
+    ]
+    list_filter = ["program", "status", "trigger", "effect", "is_exclusive"]
+    list_select_related = ["program"]
+    search_fields = ["name", "description"]
+    filter_horizontal = ["tiers", "stores"]
+    autocomplete_fields = ["segment"]
+    readonly_fields = ["budget_use", "results", "audience"]
+    fieldsets = [
+        (
+            None,
+            {"fields": ["program", "name", "description", "status", "trigger"]},
+        ),
+        (
+            _("Dates (in the program's time zone)"),
+            {"fields": ["starts_at", "ends_at"]},
+        ),
+        (
+            _("Effect"),
+            {"fields": ["effect", "effect_value", "target_categories", "target_skus"]},
+        ),
+        (
+            _("Conditions"),
+            {
+                "fields": [
+                    "tiers",
+                    "stores",
+                    "channels",
+                    "weekdays",
+                    ("hour_from", "hour_until"),
+                    "min_basket_amount",
+                    "basket_categories",
+                    "basket_skus",
+                    "purchase_number",
+                    ("enrolled_since", "enrolled_before"),
+                    "segment",
+                ]
+            },
+        ),
+        (_("Stacking"), {"fields": ["is_exclusive", "priority"]}),
+        (
+            _("Budget"),
+            {
+                "fields": [
+                    ("budget_points", "budget_amount"),
+                    "budget_period",
+                    ("period_budget_points", "period_budget_amount"),
+                    "budget_per_store",
+                    "budget_use",
+                ]
+            },
+        ),
+        (_("Control group"), {"fields": ["holdout_percent"]}),
+        (
+            _("Lifecycle bonuses"),
+            {
+                "fields": [
+                    "welcome_after_first_purchase",
+                    "birthday_on_day",
+                    "referral_limit",
+                    "inactive_months",
+                ]
+            },
+        ),
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None:
+            fieldsets.append((_("Audience preview"), {"fields": ["audience"]}))
+            fieldsets.append((_("Results"), {"fields": ["results"]}))
+        return fieldsets
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("budget_usage")
+
+    @admin.display(description=_("results"))
+    def results(self, obj):
+        """Points given, cost, members reached, uplift against the hold-out group, ROI."""
+        return _report_table("results", obj)
+
+    @admin.display(description=_("audience"))
+    def audience(self, obj):
+        """Eligible members and the expected cost from the last comparable period."""
+        return _report_table("audience", obj)
+
+    @admin.display(description=_("starts"), ordering="starts_at")
+    def starts_local(self, obj):
+        return _local(obj.starts_at, obj.program)
+
+    @admin.display(description=_("ends"), ordering="ends_at")
+    def ends_local(self, obj):
+        return _local(obj.ends_at, obj.program)
+
+    @admin.display(description=_("spend against budget"))
+    def budget_use(self, obj):
+        """Points given against each cap: overall, and the current period (per store when
+        the caps are per store), with their money value."""
+        if obj.pk is None:
+            return "-"
+        total, per_period = obj.budget_caps(obj.program.point_cost_amount)
+        if total is None and per_period is None:
+            return gettext("No budget cap.")
+        rows = sorted(obj.budget_usage.all(), key=lambda u: u.scope)
+        if not rows:
+            return gettext("Nothing given yet.")
+        cost = obj.program.point_cost_amount
+        return format_html_join(
+            mark_safe("<br>"),
+            "{}: {} / {} {} ({} / {} {})",
+            (
+                (
+                    u.scope,
+                    u.spent_points,
+                    u.cap_points,
+                    obj.program.points_name,
+                    (u.spent_points * cost).quantize(Decimal("0.01")),
+                    (u.cap_points * cost).quantize(Decimal("0.01")),
+                    obj.program.currency,
+                )
+                for u in rows
+            ),
+        )
+
+    def _program_tz(self, request, object_id):
+        program_id = request.POST.get("program") or request.GET.get("program")
+        if not program_id and object_id:
+            program_id = (
+                Campaign.objects.filter(pk=object_id).values_list("program_id", flat=True).first()
+            )
+        if program_id and str(program_id).isdigit():
+            program = Program.objects.filter(pk=program_id).first()
+            if program is not None:
+                return program.tzinfo
+        return None
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Dates are entered and shown in the campaign's program's time zone, stored in UTC.
+        tz = self._program_tz(request, object_id)
+        with timezone.override(tz) if tz else nullcontext():
+            response = super().changeform_view(request, object_id, form_url, extra_context)
+            if hasattr(response, "render"):
+                response.render()  # a TemplateResponse renders lazily: do it in the zone
+            return response
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        # Tiers and stores are saved after the campaign: move the program's version again so
+        # that the cached campaigns (loyalty/selectors.py) see them.
+        _touch_program(form.instance.program_id)
+
+
+# Recomputes a segment's members (members.segments.refresh_now), registered by members.
+_SEGMENT_REFRESH: list[Callable[[Segment], int]] = []
+
+
+def register_segment_refresh(refresh: Callable[[Segment], int]) -> None:
+    """Let the segment admin recompute a segment on save and on demand."""
+    _SEGMENT_REFRESH[:] = [refresh]
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    """Segments are recomputed nightly; saving one, or the action, recomputes it at once."""
+
+    actions = ["refresh_segments"]
+    list_display = ["name", "program", "member_count", "refreshed_at"]
+    list_filter = ["program"]
+    list_select_related = ["program"]
+    search_fields = ["name"]
+    readonly_fields = ["member_count", "refreshed_at"]
+    fields = [
+        "program",
+        "name",
+        "description",
+        ("min_recency_score", "min_frequency_score", "min_monetary_score"),
+        "inactive_days",
+        "tier",
+        ("enrolled_from", "enrolled_until"),
+        "member_count",
+        "refreshed_at",
+    ]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        for refresh in _SEGMENT_REFRESH:
+            refresh(obj)
+
+    @admin.action(description=_("Refresh the selected segments now"))
+    def refresh_segments(self, request, queryset):
+        for segment in queryset.select_related("program"):
+            for refresh in _SEGMENT_REFRESH:
+                refresh(segment)
+        self.message_user(request, _("Segments refreshed."), messages.SUCCESS)

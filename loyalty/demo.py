@@ -1,11 +1,12 @@
 """The demo program: a French retail chain with shops, web and app channels. Idempotent."""
 
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import transaction
 
-from .models import EarningRule, Program, ProgramCost, Store, Tier
+from .models import Campaign, EarningRule, Program, ProgramCost, Segment, Store, Tier
 
 DEMO_SLUG = "maison-lumiere"
 
@@ -189,3 +190,128 @@ def seed_program(*, launch: date) -> Program:
                 },
             )
     return program
+
+
+# Campaigns and segments -----------------------------------------------------------------------
+
+PAST_CAMPAIGN = "Rentrée : points ×2"
+
+SEGMENTS = [
+    (
+        "Champions",
+        "Nos meilleurs clients : achat récent, fréquent et panier élevé "
+        "(scores de récence, fréquence et montant de 4 ou 5).",
+        {"min_recency_score": 4, "min_frequency_score": 4, "min_monetary_score": 4},
+    ),
+    (
+        "Inactifs depuis 90 jours",
+        "Membres sans achat depuis au moins 90 jours, à réactiver.",
+        {"inactive_days": 90},
+    ),
+]
+
+
+@dataclass(frozen=True)
+class DemoCampaigns:
+    """The demo's campaigns by name, its segments, and the past campaign whose history
+    members.demo makes real (awards, bonuses, a measurable uplift)."""
+
+    past: Campaign
+    campaigns: dict[str, Campaign]
+    segments: list[Segment]
+
+
+def _local_midnight(program: Program, day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=program.tzinfo)
+
+
+def _first_of_next_month(day: date) -> date:
+    return (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+def seed_campaigns(program: Program, *, now: datetime) -> DemoCampaigns:
+    """Create the demo segments and campaigns once each (looked up by name, never changed
+    afterwards): a past campaign with a hold-out group, an exclusive weekend campaign running
+    now with a budget and a daily cap, a fixed bonus scheduled for next month, and welcome and
+    birthday bonuses. Dates are set from `now` on the first run, in the program's time zone."""
+    today = now.astimezone(program.tzinfo).date()
+    # Four weeks from a Monday, ending about three months ago.
+    past_start = today - timedelta(weeks=16) - timedelta(days=today.weekday())
+    next_month = _first_of_next_month(today)
+    campaigns = [
+        {
+            "name": PAST_CAMPAIGN,
+            "description": "Points doublés sur tous les achats pendant quatre semaines pour la "
+            "rentrée. 20 % des membres touchés sont tenus à l'écart (groupe témoin) pour "
+            "mesurer l'effet réel de la campagne.",
+            "status": Campaign.Status.ENDED,
+            "starts_at": _local_midnight(program, past_start),
+            "ends_at": _local_midnight(program, past_start + timedelta(weeks=4)),
+            "effect": Campaign.Effect.MULTIPLIER,
+            "effect_value": Decimal("2"),
+            "holdout_percent": Decimal("20"),
+        },
+        {
+            "name": "Week-end points doublés",
+            "description": "Points doublés le samedi et le dimanche. Exclusive : elle ne se "
+            "cumule avec aucune autre campagne. Budget de 500 000 points, 20 000 par jour au "
+            "plus.",
+            "status": Campaign.Status.ACTIVE,
+            "starts_at": _local_midnight(program, today),
+            "ends_at": _local_midnight(program, today + timedelta(weeks=8)),
+            "effect": Campaign.Effect.MULTIPLIER,
+            "effect_value": Decimal("2"),
+            "weekdays": [5, 6],
+            "is_exclusive": True,
+            "priority": 10,
+            "budget_points": 500_000,
+            "budget_period": Campaign.Period.DAY,
+            "period_budget_points": 20_000,
+        },
+        {
+            "name": "Mois de la beauté : 50 points offerts",
+            "description": "50 points de plus pour tout panier d'au moins 30 € contenant un "
+            "produit de beauté, pendant tout le mois.",
+            "status": Campaign.Status.SCHEDULED,
+            "starts_at": _local_midnight(program, next_month),
+            "ends_at": _local_midnight(program, _first_of_next_month(next_month)),
+            "effect": Campaign.Effect.FIXED,
+            "effect_value": Decimal("50"),
+            "target_categories": "beaute",
+            "min_basket_amount": Decimal("30"),
+        },
+        {
+            "name": "Bienvenue : 100 points",
+            "description": "100 points offerts à chaque nouveau membre dès son inscription.",
+            "status": Campaign.Status.ACTIVE,
+            "trigger": Campaign.Trigger.WELCOME,
+            "starts_at": _local_midnight(program, today),
+            "effect": Campaign.Effect.FIXED,
+            "effect_value": Decimal("100"),
+        },
+        {
+            "name": "Joyeux anniversaire : 200 points",
+            "description": "200 points offerts le jour de l'anniversaire du membre, une fois "
+            "par an.",
+            "status": Campaign.Status.ACTIVE,
+            "trigger": Campaign.Trigger.BIRTHDAY,
+            "starts_at": _local_midnight(program, today),
+            "effect": Campaign.Effect.FIXED,
+            "effect_value": Decimal("200"),
+            "birthday_on_day": True,
+        },
+    ]
+    with transaction.atomic():
+        segments = [
+            Segment.objects.get_or_create(
+                program=program, name=name, defaults={"description": text, **conditions}
+            )[0]
+            for name, text, conditions in SEGMENTS
+        ]
+        by_name = {
+            values["name"]: Campaign.objects.get_or_create(
+                program=program, name=values["name"], defaults=values
+            )[0]
+            for values in campaigns
+        }
+    return DemoCampaigns(by_name[PAST_CAMPAIGN], by_name, segments)

@@ -14,7 +14,7 @@ from decimal import Decimal
 from django.db import connection, transaction
 
 from loyalty.models import Tier
-from loyalty.sql import from_row, insert, select_columns
+from loyalty.sql import from_row, insert, insert_params, insert_sql, mark_saved, select_columns
 
 from .models import Member, PointsEntry
 
@@ -111,18 +111,30 @@ def post(
     d_available = sum(r.points for r in rows if r.bucket == Bucket.AVAILABLE)
     d_pending = sum(r.points for r in rows if r.bucket == Bucket.PENDING)
     d_lifetime = sum(r.points for r in rows if r.kind in LIFETIME_KINDS)
-    insert(rows)
     # The member row is locked and was read under the lock, so its last activity is current; a
     # back-dated purchase must not move it back in time.
     last_activity = member.last_activity_at
     if is_activity and (last_activity is None or last_activity < effective_at):
         last_activity = effective_at
-    if rows or qualifying or last_activity != member.last_activity_at:
+    balances = [d_available, d_pending, d_lifetime, qualifying, last_activity, member.pk]
+    if rows and connection.vendor == "postgresql":
+        # The rows and the balances in one statement (one round trip instead of two): the
+        # INSERT is a data-modifying WITH clause of the UPDATE, which returns the rows' ids.
         with connection.cursor() as cursor:
             cursor.execute(
-                _UPDATE_BALANCES_SQL,
-                [d_available, d_pending, d_lifetime, qualifying, last_activity, member.pk],
+                f"WITH entries AS ({insert_sql(PointsEntry, len(rows))}) "
+                f"{_UPDATE_BALANCES_SQL} RETURNING (SELECT array_agg(id ORDER BY id) FROM entries)",
+                insert_params(rows) + balances,
             )
+            updated = cursor.fetchone()
+        if updated is None:
+            raise Member.DoesNotExist(f"member {member.pk} is gone")
+        mark_saved(rows, updated[0])
+    else:
+        insert(rows)
+        if rows or qualifying or last_activity != member.last_activity_at:
+            with connection.cursor() as cursor:
+                cursor.execute(_UPDATE_BALANCES_SQL, balances)
     member.points_available += d_available
     member.points_pending += d_pending
     member.points_lifetime += d_lifetime

@@ -507,3 +507,103 @@ class MemberNotification(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.key}"
+
+
+class CampaignAward(models.Model):
+    """A campaign reaching a member: the bonus given (its ledger rows share `txn`), or nothing
+    for a member of the hold-out group. One per (campaign, purchase) for purchase campaigns and
+    per (campaign, member, occasion) for lifecycle bonuses, so no bonus is given twice. The
+    uplift of a campaign compares its treated and held-out members (members/campaigns.py)."""
+
+    program = models.ForeignKey(
+        Program, on_delete=models.PROTECT, related_name="+", verbose_name=_("program")
+    )
+    campaign = models.ForeignKey(
+        "loyalty.Campaign",
+        on_delete=models.PROTECT,
+        related_name="awards",
+        verbose_name=_("campaign"),
+        db_index=False,  # covered by the composite index below
+    )
+    member = models.ForeignKey(
+        Member, on_delete=models.PROTECT, related_name="campaign_awards", verbose_name=_("member")
+    )
+    purchase = models.ForeignKey(
+        Purchase,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="campaign_awards",
+        verbose_name=_("purchase"),
+    )
+    store = models.ForeignKey(
+        Store,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("store"),
+    )
+    occasion = models.CharField(
+        _("occasion"),
+        max_length=40,
+        blank=True,
+        help_text=_("What a lifecycle bonus was for (e.g. birthday:2026); empty on purchases."),
+    )
+    points = models.IntegerField(_("points"), default=0)
+    is_held_out = models.BooleanField(_("held out"), default=False)
+    occurred_at = models.DateTimeField(_("occurred at"))
+    txn = models.UUIDField(_("ledger transaction"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("campaign award")
+        verbose_name_plural = _("campaign awards")
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["campaign", "purchase"],
+                condition=Q(purchase__isnull=False),
+                name="campaign_award_once_per_purchase",
+            ),
+            models.UniqueConstraint(
+                fields=["campaign", "member", "occasion"],
+                condition=~Q(occasion=""),
+                name="campaign_award_once_per_occasion",
+            ),
+            models.CheckConstraint(
+                condition=Q(points__gte=0) & (Q(is_held_out=False) | Q(points=0)),
+                name="campaign_award_held_out_get_nothing",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "occurred_at"], name="campaign_award_occurred"),
+            models.Index(fields=["program", "occurred_at"], name="campaign_award_program"),
+        ]
+
+    def __str__(self):
+        return f"{self.campaign_id} -> {self.member_id}: {self.points}"
+
+
+class SegmentMembership(models.Model):
+    """A member in a segment, as of the segment's last refresh (members/segments.py)."""
+
+    segment = models.ForeignKey(
+        "loyalty.Segment",
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("segment"),
+        db_index=False,  # covered by the unique constraint
+    )
+    member = models.ForeignKey(
+        Member, on_delete=models.CASCADE, related_name="segments", verbose_name=_("member")
+    )
+
+    class Meta:
+        verbose_name = _("segment membership")
+        verbose_name_plural = _("segment memberships")
+        constraints = [
+            models.UniqueConstraint(fields=["segment", "member"], name="segment_member_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.segment_id}: {self.member_id}"

@@ -18,9 +18,9 @@ from django.utils import timezone
 from loyalty import rules
 from loyalty.models import Program, Store
 from loyalty.selectors import entry_tier, program_rules, tier_bonus
-from loyalty.sql import insert
+from loyalty.sql import insert_with_children
 
-from . import errors, ledger, tiers
+from . import campaigns, errors, ledger, lifecycle, tiers
 from .cards import new_card_number, new_referral_code, normalize_card_number
 from .ledger import Bucket, Kind, Posting
 from .models import Member, PointsEntry, Purchase, PurchaseLine, PurchaseReturn
@@ -135,6 +135,7 @@ def enrol_member(
                     referred_by=referrer,
                     tier=tier,
                 )
+                lifecycle.grant_welcome(member, now=now)  # welcome campaigns (members/lifecycle)
             return member, True
         except IntegrityError:
             existing = _find_existing_member(program, email, phone)
@@ -203,6 +204,7 @@ def _breakdown(earning: rules.Earning) -> list[dict]:
             "amount": str(item.amount),
             "points": item.points,
             "rule_id": item.rule_id,
+            **({"note": item.note} if item.note else {}),
         }
         for item in earning.items
     ]
@@ -281,13 +283,19 @@ def _record_new_purchase(
     grid = program_rules(program)
     with transaction.atomic():
         member = _member_for_card(program, card_number, lock=True) if card_number else None
-        earning = (
-            rules.compute_points(
-                _basket(store, amount, occurred_at, lines), grid, tier_bonus(member.tier)
+        earning = None
+        if member:
+            basket = _basket(store, amount, occurred_at, lines)
+            earning = rules.compute_points(basket, grid, tier_bonus(member.tier))
+            # Campaign lines, their budgets consumed under the member's lock (members/campaigns).
+            earning = campaigns.apply_to_purchase(
+                program=program,
+                store=store,
+                member=member,
+                basket=basket,
+                earning=earning,
+                occurred_at=occurred_at,
             )
-            if member
-            else None
-        )
         points = earning.points if earning else 0
         window = timedelta(days=program.return_window_days)
         is_pending = member is not None and points > 0 and window > timedelta(0)
@@ -309,7 +317,11 @@ def _record_new_purchase(
         # is stored with the row in one INSERT (replays return it byte for byte).
         if member is not None and points:
             bucket = Bucket.PENDING if is_pending else Bucket.AVAILABLE
-            postings = [Posting(Kind.EARN, bucket, points)]
+            bonus = earning.campaign_points  # campaign lines: a bonus row of the purchase
+            postings = [
+                Posting(Kind.EARN, bucket, points - bonus),
+                Posting(Kind.BONUS, bucket, bonus),
+            ]
         else:
             postings = []
         contribution, upgrade = Decimal(0), None
@@ -347,24 +359,26 @@ def _record_new_purchase(
                 ),
             }
         )
-        insert([purchase])
-        if lines:
-            line_points = earning.line_points if earning else (0,) * len(lines)
-            insert(
-                [
-                    PurchaseLine(
-                        purchase=purchase,
-                        line_no=i,
-                        sku=li.sku,
-                        category=li.category,
-                        quantity=li.quantity,
-                        unit_price=li.unit_price,
-                        line_amount=li.amount,
-                        points_earned=line_points[i - 1],
-                    )
-                    for i, li in enumerate(lines, start=1)
-                ]
-            )
+        line_points = earning.line_points if earning else (0,) * len(lines)
+        # The purchase and its lines: one statement on PostgreSQL (loyalty/sql.py).
+        insert_with_children(
+            purchase,
+            [
+                PurchaseLine(
+                    line_no=i,
+                    sku=li.sku,
+                    category=li.category,
+                    quantity=li.quantity,
+                    unit_price=li.unit_price,
+                    line_amount=li.amount,
+                    points_earned=line_points[i - 1],
+                )
+                for i, li in enumerate(lines, start=1)
+            ],
+            "purchase_id",
+        )
+        if earning is not None and earning.campaigns:
+            campaigns.record_awards(earning, purchase)
         if member is not None:
             ledger.post(
                 member,
@@ -398,10 +412,12 @@ def quote_purchase(
         if card_number
         else None
     )
+    basket = _basket(store, amount, occurred_at, lines)
     earning = rules.compute_points(
-        _basket(store, amount, occurred_at, lines),
-        program_rules(program),
-        tier_bonus(member.tier) if member else None,
+        basket, program_rules(program), tier_bonus(member.tier) if member else None
+    )
+    earning = campaigns.quote_campaigns(
+        program=program, member=member, basket=basket, earning=earning, occurred_at=occurred_at
     )
     return {
         "amount": str(amount),

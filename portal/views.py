@@ -20,6 +20,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import formats, timezone, translation
+from django.utils.dates import WEEKDAYS
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -27,9 +28,10 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from loyalty.errors import DomainError
-from loyalty.models import Program
+from loyalty.models import Campaign, Program
 from loyalty.selectors import program_tiers
 from members.admin import add_domain_error
+from members.campaigns import member_campaigns
 from members.cards import format_card_number
 from members.models import Member, PointsEntry
 from members.privacy import set_marketing_consent, update_profile
@@ -405,6 +407,27 @@ def _described(entries, program) -> list:
     return entries
 
 
+def _offers(member: Member) -> list[dict]:
+    """The campaigns running now that the member qualifies for (tier, enrolment, segment, not
+    held out), with what the purchase itself must meet (shown, not checked here)."""
+    live = member_campaigns(member)
+    if not live:
+        return []
+    descriptions = dict(
+        Campaign.objects.filter(pk__in=[c.id for c in live]).values_list("pk", "description")
+    )
+    weekday_names = dict(WEEKDAYS)
+    return [
+        {
+            "campaign": c,
+            "description": descriptions.get(c.id, ""),
+            "weekdays": [weekday_names[d] for d in sorted(c.weekdays)],
+            "categories": sorted(c.target_categories | c.basket_categories),
+        }
+        for c in sorted(live, key=lambda c: (-c.priority, c.id))
+    ]
+
+
 def _day(value: str | None) -> date | None:
     return date.fromisoformat(value) if value else None
 
@@ -436,7 +459,12 @@ def home(request):
     return _render(
         request,
         "home.html",
-        {"progress": progress, "latest": latest, "tiers": program_tiers(request.program)},
+        {
+            "progress": progress,
+            "latest": latest,
+            "tiers": program_tiers(request.program),
+            "offers": _offers(member),
+        },
     )
 
 

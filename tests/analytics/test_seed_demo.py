@@ -80,7 +80,8 @@ def test_second_run_changes_nothing():
     assert find_mismatches() == []
 
 
-@pytest.mark.django_db(transaction=True)
+# Sequences reset: the demo campaign's hold-out group hashes its id with the members' ids.
+@pytest.mark.django_db(transaction=True, reset_sequences=True)
 def test_same_seed_same_history():
     seed(11)
     first = fingerprint()

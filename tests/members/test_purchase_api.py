@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -391,6 +392,26 @@ def test_anonymous_purchase_takes_at_most_8_queries(api, member, django_assert_m
     with django_assert_max_num_queries(8):
         response = post(api, payload(lines=TWO_LINES))
     assert response.status_code == 201
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="WITH clauses are PostgreSQL's")
+def test_on_postgresql_a_member_purchase_with_lines_is_6_statements(
+    api, member, django_assert_num_queries
+):
+    """Key, BEGIN, member lock, purchase with its lines, ledger rows with the balances, COMMIT."""
+    assert post(api, payload("WARM-UP", card=member.card_number, amount="1.00")).status_code == 201
+    with django_assert_num_queries(6):
+        response = post(api, payload(card=member.card_number, lines=TWO_LINES))
+    assert response.status_code == 201
+    member.refresh_from_db()
+    assert member.points_pending == 1 + response.json()["points_earned"]
+    purchase = Purchase.objects.get(receipt_id="R-1")
+    assert list(purchase.lines.order_by("line_no").values_list("sku", flat=True)) == [
+        "CREME-50",
+        "SAVON-3",
+    ]
+    assert PointsEntry.objects.filter(purchase=purchase).count() == 1
+    assert find_mismatches() == []
 
 
 # Quote ----------------------------------------------------------------------------------------

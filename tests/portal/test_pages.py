@@ -391,3 +391,53 @@ def test_history_rows_are_described_for_the_member(program, kind, reason, expect
     program.expiry_months = 24
     with translation.override("en"):
         assert describe(PointsEntry(kind=kind, reason=reason), program) == expected
+
+
+def test_home_shows_the_campaigns_the_member_qualifies_for(
+    client_a, member, program, tiers, django_assert_max_num_queries
+):
+    from loyalty.models import Campaign
+
+    now = timezone.now()
+    weekend = Campaign.objects.create(
+        program=program,
+        name="Week-end double",
+        description="Vos points doublés le week-end.",
+        status=Campaign.Status.ACTIVE,
+        trigger=Campaign.Trigger.PURCHASE,
+        starts_at=now - timedelta(days=1),
+        ends_at=now + timedelta(days=10),
+        effect=Campaign.Effect.MULTIPLIER,
+        effect_value=Decimal("2"),
+        weekdays=[5, 6],
+        min_basket_amount=Decimal("30"),
+    )
+    gold_only = Campaign.objects.create(
+        program=program,
+        name="Gold bonus",
+        status=Campaign.Status.ACTIVE,
+        trigger=Campaign.Trigger.PURCHASE,
+        starts_at=now - timedelta(days=1),
+        effect=Campaign.Effect.FIXED,
+        effect_value=Decimal("100"),
+    )
+    gold_only.tiers.set([tiers[1]])
+    gold_only.save()
+    Campaign.objects.create(
+        program=program,
+        name="Draft",
+        status=Campaign.Status.DRAFT,
+        trigger=Campaign.Trigger.PURCHASE,
+        starts_at=now - timedelta(days=1),
+        effect=Campaign.Effect.FIXED,
+        effect_value=Decimal("5"),
+    )
+    with django_assert_max_num_queries(14):
+        response = client_a.get(url("home"), headers={"accept-language": "en"})
+    offers = response.context["offers"]
+    assert [o["campaign"].name for o in offers] == [weekend.name]
+    page = response.content.decode()
+    assert "×2 points on your purchases" in page
+    assert "On Saturday, Sunday" in page
+    assert "From 30.00 EUR of purchase" in page
+    assert "Vos points doublés le week-end." in page

@@ -9,9 +9,9 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from loyalty.demo import seed_program
+from loyalty.demo import seed_campaigns, seed_program
 from members import jobs
-from members.demo import generate_history
+from members.demo import generate_campaign_history, generate_history
 from members.models import Member
 from portal.demo import DEMO_MEMBER, seed_member_account
 from rewards.demo import generate_redemptions, seed_catalogue
@@ -47,6 +47,11 @@ class Command(BaseCommand):
         launch = (timezone.now() - timedelta(days=round((months + 12) * 30.44))).date()
         program = seed_program(launch=launch)
         self.stdout.write(f"program {program.name} ({program.slug}) ready")
+        campaigns = seed_campaigns(program, now=timezone.now())
+        self.stdout.write(
+            f"campaigns ready ({len(campaigns.campaigns)} campaigns, "
+            f"{len(campaigns.segments)} segments)"
+        )
         rewards = seed_catalogue(program)
         self.stdout.write(f"reward catalogue ready ({len(rewards)} rewards)")
         if Member.objects.filter(program=program).exists():
@@ -59,6 +64,16 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"generated {stats.members} members, {stats.purchases} member purchases, "
                 f"{stats.anonymous_purchases} anonymous purchases, {stats.entries} ledger rows"
+            )
+            made = generate_campaign_history(
+                campaign=campaigns.past, segments=campaigns.segments, seed=seed
+            )
+            sizes = ", ".join(f"{name} {size}" for name, size in made.segments.items())
+            self.stdout.write(
+                f"campaign {campaigns.past.name}: {made.reached} members reached "
+                f"({made.held_out} held out), {made.awards} awards, {made.extra_purchases} "
+                f"extra purchases, {made.bonus_points} bonus points, {made.tier_upgrades} tier "
+                f"upgrades; segments: {sizes}"
             )
             if not no_nightly:
                 # The history ends now: bring it to where last night's jobs would have left it
