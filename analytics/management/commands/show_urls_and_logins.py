@@ -24,6 +24,7 @@ class Command(BaseCommand):
             "Loyalty platform is starting (web, worker and beat):",
             f"  Home              {base}/",
             f"  Staff admin       {base}/admin/       login: {username} / {password}",
+            f"  KPI dashboards    {base}/staff/       (same staff login)",
             f"  Member portal     {base}/portal/{DEMO_SLUG}/",
             f"                    login: {member_email} / {member_password}",
             f"  POS API docs      {base}/api/v1/docs/",

@@ -1,0 +1,1281 @@
+"""The KPIs of DOMAIN.md, computed in the database per program and period (docs/kpis.md).
+
+Every figure of a period comes from a handful of set-based queries (ORM aggregates, and
+portable SQL for the liability and cohorts) filtered on `occurred_at`/`effective_at`/
+`enrolled_at >= start AND < end`, the period's bounds as UTC instants, so that the
+(program, time) indexes serve them. Python only divides and rounds the few totals they return;
+it never loops over members or purchases.
+
+What counts:
+- A purchase counts in the period it occurred in, for its amount net of what was returned
+  (`total_amount - returned_amount`, whenever the return happened); a purchase returned in full
+  does not count at all (it is not a purchase, and makes nobody active).
+- Member purchases have a member; anonymous purchases (no member) are the non-member baseline.
+- Ledger figures are sums by kind of the rows effective in the period.
+
+Rounding: money and percentages to 0.01 (half up), from unrounded inputs.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import connection, transaction
+from django.db.models import (
+    Count,
+    DateField,
+    DecimalField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Min,
+    OuterRef,
+    Q,
+    Sum,
+)
+from django.db.models.expressions import RawSQL
+
+from loyalty.models import Program, ProgramCost
+from loyalty.sql import dt
+from members.models import CampaignAward, Member, PointsEntry, Purchase, TierChange
+from members.tiers import add_months
+from rewards.models import Redemption
+
+from .models import Dimension, Metric, PeriodKind
+from .periods import Period, period_containing, periods_between
+
+CENT = Decimal("0.01")
+HUNDRED = Decimal(100)
+E = PointsEntry._meta.db_table
+P = Purchase._meta.db_table
+M = Member._meta.db_table
+
+NET_AMOUNT = ExpressionWrapper(
+    F("total_amount") - F("returned_amount"),
+    output_field=DecimalField(max_digits=14, decimal_places=2),
+)
+
+
+def money(value) -> Decimal:
+    return Decimal(str(value or 0)).quantize(CENT, ROUND_HALF_UP)
+
+
+def divide(numerator, denominator, scale: Decimal = Decimal(1)) -> Decimal | None:
+    """numerator / denominator x scale, rounded to 0.01; None when the denominator is 0."""
+    if not denominator:
+        return None
+    return (Decimal(numerator) * scale / Decimal(denominator)).quantize(CENT, ROUND_HALF_UP)
+
+
+def exact(value) -> str:
+    """A Decimal input as stored in `inputs` (a string, so JSON keeps every digit)."""
+    return str(value)
+
+
+@dataclass
+class Figure:
+    metric: str
+    value: Decimal | None
+    numerator: Decimal | None = None
+    denominator: Decimal | None = None
+    inputs: dict = field(default_factory=dict)
+    dimension: str = Dimension.PROGRAM
+    key: str = ""
+    store_id: int | None = None
+
+
+@dataclass
+class LiabilityRow:
+    expiry_month: date | None
+    points: int
+    amount: Decimal
+    expected_breakage_points: int
+    expected_breakage_amount: Decimal
+
+
+@dataclass
+class CohortCell:
+    cohort_month: date
+    months_after: int
+    members: int
+    active: int
+    rate: Decimal | None
+
+
+@dataclass
+class PeriodResult:
+    period: Period
+    figures: list[Figure]
+    liability: list[LiabilityRow]  # month periods only
+    cohorts: list[CohortCell]  # month periods only
+    points_to_date: dict[str, int]  # ledger sums by kind at the end of the period
+
+
+# Purchases --------------------------------------------------------------------------------------
+
+
+def counted_purchases(program: Program, start, end):
+    """The purchases that count in [start, end): occurred then, not returned in full."""
+    return Purchase.objects.filter(
+        program=program,
+        occurred_at__gte=start,
+        occurred_at__lt=end,
+        total_amount__gt=F("returned_amount"),
+    )
+
+
+_PURCHASE_TOTALS = {
+    "member_purchases": Count("pk", filter=Q(member__isnull=False)),
+    "member_revenue": Sum(NET_AMOUNT, filter=Q(member__isnull=False)),
+    "anon_purchases": Count("pk", filter=Q(member__isnull=True)),
+    "anon_revenue": Sum(NET_AMOUNT, filter=Q(member__isnull=True)),
+    "active": Count("member", distinct=True),
+}
+
+
+def purchase_totals(program: Program, start, end, *, by: str | None = None) -> list[dict]:
+    """Member and anonymous purchases and net revenue, and active members, in [start, end):
+    one row, or one row per value of `by` (store_id, store__channel)."""
+    qs = counted_purchases(program, start, end)
+    if by is None:
+        return [qs.aggregate(**_PURCHASE_TOTALS)]
+    return list(qs.values(by).annotate(**_PURCHASE_TOTALS).order_by(by))
+
+
+def _sales_figures(totals: dict, dimension: str, key: str = "", store_id=None) -> list[Figure]:
+    """The figures that make sense per store and channel as well as for the whole program."""
+    member_rev, anon_rev = money(totals["member_revenue"]), money(totals["anon_revenue"])
+    member_n, anon_n = totals["member_purchases"], totals["anon_purchases"]
+    active = totals["active"]
+
+    def fig(metric, value, num=None, den=None):
+        return Figure(metric, value, num, den, dimension=dimension, key=key, store_id=store_id)
+
+    return [
+        fig(Metric.ACTIVE_MEMBERS, Decimal(active)),
+        fig(Metric.PURCHASES_MEMBER, Decimal(member_n)),
+        fig(Metric.PURCHASES_NON_MEMBER, Decimal(anon_n)),
+        fig(Metric.REVENUE_TOTAL, member_rev + anon_rev, member_rev, anon_rev),
+        fig(Metric.REVENUE_MEMBER, member_rev),
+        fig(Metric.REVENUE_NON_MEMBER, anon_rev),
+        fig(Metric.AVG_BASKET_MEMBER, divide(member_rev, member_n), member_rev, Decimal(member_n)),
+        fig(Metric.AVG_BASKET_NON_MEMBER, divide(anon_rev, anon_n), anon_rev, Decimal(anon_n)),
+    ]
+
+
+def retained_members(program: Program, period: Period) -> int:
+    """|active(P-1) ∩ active(P)|."""
+    tz = program.tzinfo
+    previous = period.shift(-1)
+    now_active = counted_purchases(program, *period.bounds(tz)).filter(member__isnull=False)
+    return (
+        counted_purchases(program, *previous.bounds(tz))
+        .filter(member__isnull=False, member_id__in=now_active.values("member_id"))
+        .values("member_id")
+        .distinct()
+        .count()
+    )
+
+
+def repeat_buyers(program: Program, start, end) -> int:
+    """Members with at least two purchases in [start, end)."""
+    return (
+        counted_purchases(program, start, end)
+        .filter(member__isnull=False)
+        .values("member_id")
+        .annotate(n=Count("pk"))
+        .filter(n__gte=2)
+        .count()
+    )
+
+
+# Program cost -----------------------------------------------------------------------------------
+
+
+def _month_index(day: date) -> int:
+    return day.year * 12 + day.month - 1
+
+
+def _monthly_amount(cost: ProgramCost, month: date) -> Decimal:
+    """What `cost` weighs in the calendar month starting on `month` (unrounded): a one-off
+    cost spread evenly over its amortisation months from the month it starts in; a recurring
+    cost in full in every month from the month it starts in to the month it ends in."""
+    index, first = _month_index(month), _month_index(cost.starts_on)
+    if cost.kind == ProgramCost.Kind.ONE_OFF:
+        if first <= index < first + cost.amortisation_months:
+            return cost.cost_amount / cost.amortisation_months
+        return Decimal(0)
+    last = _month_index(cost.ends_on) if cost.ends_on else None
+    if first <= index and (last is None or index <= last):
+        return cost.cost_amount
+    return Decimal(0)
+
+
+def allocate_cost(costs, period: Period) -> Decimal:
+    """The share of `costs` that falls in `period`, unrounded: each month's amount, prorated by
+    the days of the month inside the period (whole months for months and quarters)."""
+    total = Decimal(0)
+    month = period.start.replace(day=1)
+    while month < period.end:
+        next_month = add_months(month, 1)
+        days_in = (min(next_month, period.end) - max(month, period.start)).days
+        share = Decimal(days_in) / Decimal((next_month - month).days)
+        for cost in costs:
+            total += _monthly_amount(cost, month) * share
+        month = next_month
+    return total
+
+
+@dataclass
+class CostContext:
+    program: Program
+    period: Period
+    start: object
+    end: object
+    costs: list  # the program's ProgramCost rows, read once per recompute
+
+
+def one_off_costs(ctx: CostContext) -> Decimal:
+    return money(allocate_cost([c for c in ctx.costs if c.kind == "one_off"], ctx.period))
+
+
+def recurring_costs(ctx: CostContext) -> Decimal:
+    return money(allocate_cost([c for c in ctx.costs if c.kind == "recurring"], ctx.period))
+
+
+def reward_costs(ctx: CostContext) -> Decimal:
+    """The cost to the business of the rewards redeemed in the period whose points were not
+    given back (a cancelled voucher, or one that expired with a refund, cost nothing)."""
+    return money(
+        Redemption.objects.filter(
+            program=ctx.program,
+            issued_at__gte=ctx.start,
+            issued_at__lt=ctx.end,
+            refund_txn__isnull=True,
+        ).aggregate(total=Sum("cost_amount"))["total"]
+    )
+
+
+# The parts of a program's cost, by name. Campaign costs join when campaigns exist: their app
+# registers a source with `register_cost_source("campaigns", fn)` and every figure (program
+# cost, ROI and their inputs) takes it in.
+COST_SOURCES: dict[str, Callable[[CostContext], Decimal]] = {
+    "one_off_amortised": one_off_costs,
+    "recurring": recurring_costs,
+    "rewards": reward_costs,
+}
+
+
+def register_cost_source(
+    name: str,
+    source: Callable[[CostContext], Decimal],
+    grouped: Callable[[Program, str, list], dict] | None = None,
+) -> None:
+    """Add a part of the program cost (a function of a CostContext returning money), and its
+    grouped form for a full recompute (every period of a kind in one query), if it has one."""
+    COST_SOURCES[name] = source
+    if grouped is not None:
+        GROUPED_COST_SOURCES[name] = grouped
+
+
+# Points -----------------------------------------------------------------------------------------
+
+
+def points_by_kind(program: Program, start, end) -> dict[str, int]:
+    """Sum of ledger points by kind for the rows effective in [start, end) (start may be None:
+    since the beginning)."""
+    qs = PointsEntry.objects.filter(program=program, effective_at__lt=end)
+    if start is not None:
+        qs = qs.filter(effective_at__gte=start)
+    rows = qs.values("kind").annotate(total=Sum("points")).order_by("kind")
+    return {row["kind"]: int(row["total"] or 0) for row in rows}
+
+
+def issued(by_kind: dict) -> int:
+    """Points credited on purchases net of returns, plus bonuses."""
+    return by_kind.get("earn", 0) + by_kind.get("bonus", 0) + by_kind.get("return", 0)
+
+
+def redeemed(by_kind: dict) -> int:
+    """Points spent on rewards, net of those given back (cancelled or refunded vouchers)."""
+    return -(by_kind.get("redeem", 0) + by_kind.get("refund", 0))
+
+
+def expired(by_kind: dict) -> int:
+    return -by_kind.get("expire", 0)
+
+
+def _bucket_case(column: str, ends: list) -> tuple[str, list]:
+    """SQL giving the index of the first bound in `ends` that `column` is below (contiguous
+    months; the last index catches everything later), and its parameters."""
+    if not ends:
+        return "0", []
+    whens = " ".join(f"WHEN {column} < %s THEN {i}" for i in range(len(ends)))
+    return f"CASE {whens} ELSE {len(ends)} END", [dt(end) for end in ends]
+
+
+# The positive balances (available + pending) at the end of a period: what members hold that
+# can expire (a member with a negative balance owes points and has nothing to expire).
+_BALANCES_SQL = f"""
+SELECT member_id, SUM(points) AS b FROM {E}
+WHERE program_id = %s AND effective_at < %s
+GROUP BY member_id HAVING SUM(points) > 0
+"""  # noqa: S608
+
+
+def outstanding_by_month(program: Program, end, months: list[date]) -> dict[int | None, int]:
+    """Outstanding points at `end` by the index in `months` (local first days) of the month
+    their clock starts (None: they never expire). After earning: first in, first out, so a
+    balance is made of the newest credits (earned, bonus, refunded, added), each dated by when
+    it was earned. After inactivity: the whole balance, dated by the last earning or redemption
+    (or enrolment)."""
+    policy = program.expiry_policy
+    params = [program.pk, dt(end)]
+    if policy == Program.ExpiryPolicy.NONE:
+        sql = f"SELECT NULL, COALESCE(SUM(b), 0) FROM ({_BALANCES_SQL}) bal"  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return {None: int(cursor.fetchone()[1] or 0)}
+    tz = program.tzinfo
+    ends = [period_containing(PeriodKind.MONTH, m).bounds(tz)[1] for m in months[:-1]]
+    if policy == Program.ExpiryPolicy.AFTER_EARNING:
+        case, case_params = _bucket_case("lots.earned", ends)
+        sql = f"""
+WITH bal AS ({_BALANCES_SQL}),
+lots AS (
+  SELECT c.member_id, COALESCE(c.earned_at, c.effective_at) AS earned, c.points,
+         SUM(c.points) OVER (
+           PARTITION BY c.member_id
+           ORDER BY COALESCE(c.earned_at, c.effective_at) DESC, c.id DESC
+           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+         ) AS running
+  FROM {E} c JOIN bal ON bal.member_id = c.member_id
+  WHERE c.program_id = %s AND c.effective_at < %s AND c.points > 0 AND c.kind <> 'release'
+)
+SELECT {case} AS bucket,
+       SUM(CASE WHEN bal.b - (lots.running - lots.points) < lots.points
+                THEN bal.b - (lots.running - lots.points) ELSE lots.points END)
+FROM lots JOIN bal ON bal.member_id = lots.member_id
+WHERE lots.running - lots.points < bal.b
+GROUP BY 1
+"""  # noqa: S608
+        all_params = [*params, program.pk, dt(end), *case_params]
+    else:
+        case, case_params = _bucket_case("COALESCE(last.at, m.enrolled_at)", ends)
+        sql = f"""
+WITH bal AS ({_BALANCES_SQL}),
+last AS (
+  SELECT member_id, MAX(effective_at) AS at FROM {E}
+  WHERE program_id = %s AND effective_at < %s AND kind IN ('earn', 'redeem')
+  GROUP BY member_id
+)
+SELECT {case} AS bucket, SUM(bal.b)
+FROM bal JOIN {M} m ON m.id = bal.member_id LEFT JOIN last ON last.member_id = bal.member_id
+GROUP BY 1
+"""  # noqa: S608
+        all_params = [*params, program.pk, dt(end), *case_params]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, all_params)
+        return {int(bucket): int(points or 0) for bucket, points in cursor.fetchall()}
+
+
+def outstanding_at(program: Program, period: Period, first_day: date) -> dict[date | None, int]:
+    """`outstanding_by_month` at the end of `period`, by the local first day of the month the
+    points' clock starts (None: they never expire)."""
+    months = [p.start for p in periods_between(PeriodKind.MONTH, first_day, period.start)]
+    end = period.bounds(program.tzinfo)[1]
+    return {
+        None if index is None else months[index]: points
+        for index, points in outstanding_by_month(program, end, months).items()
+    }
+
+
+def liability_rows(
+    program: Program, outstanding: dict[date | None, int], breakage_rate: Decimal | None
+) -> list[LiabilityRow]:
+    """Outstanding points (by the month their clock starts, None: they never expire) by expiry
+    month, in money, with the expected breakage: points x the program's breakage to date
+    (expired / issued since the start)."""
+    rows = []
+    cost = program.point_cost_amount
+    for month, points in sorted(outstanding.items(), key=lambda kv: (kv[0] is None, kv[0])):
+        if not points:
+            continue
+        if month is None:
+            expiry, expected = None, 0
+        else:
+            expiry = add_months(month, program.expiry_months)
+            rate = breakage_rate or Decimal(0)
+            expected = int((points * rate).quantize(Decimal(1), ROUND_HALF_UP))
+        rows.append(
+            LiabilityRow(expiry, points, money(points * cost), expected, money(expected * cost))
+        )
+    return rows
+
+
+_STATES_SQL = """
+WITH ends(i, d) AS (VALUES {ends}),
+mm AS (
+  SELECT member_id, {month} AS month, SUM(points) AS s,
+         SUM(CASE WHEN points > 0 AND kind <> 'release' THEN points ELSE 0 END) AS cr,
+         MAX(CASE WHEN kind IN ('earn', 'redeem') THEN effective_at END) AS act
+  FROM {ledger}
+  WHERE program_id = %s AND effective_at < %s
+  GROUP BY 1, 2
+),
+cum AS (
+  SELECT member_id, month, cr,
+         SUM(s) OVER (PARTITION BY member_id ORDER BY month ROWS UNBOUNDED PRECEDING) AS b,
+         SUM(cr) OVER (PARTITION BY member_id ORDER BY month ROWS UNBOUNDED PRECEDING) AS c,
+         MAX(act) OVER (PARTITION BY member_id ORDER BY month ROWS UNBOUNDED PRECEDING) AS last,
+         LEAD(month) OVER (PARTITION BY member_id ORDER BY month) AS next
+  FROM mm
+),
+st AS (
+  SELECT e.i, e.d, cum.member_id, cum.b, cum.c - cum.b AS consumed, cum.last
+  FROM cum JOIN ends e ON cum.month <= e.d AND (cum.next IS NULL OR e.d < cum.next)
+  WHERE cum.b > 0
+)
+"""
+
+# First in, first out at each end: a member's credits of month m (cumulative credits c, the
+# month's credits cr) keep what the points consumed by then (credits - balance) left of them.
+_BY_EARNING_SQL = """
+SELECT st.i, cum.month,
+       SUM(CASE WHEN cum.c - cum.cr >= st.consumed THEN cum.cr ELSE cum.c - st.consumed END)
+FROM st JOIN cum ON cum.member_id = st.member_id AND cum.month <= st.d AND cum.c > st.consumed
+GROUP BY 1, 2
+"""
+_BY_INACTIVITY_SQL = """
+SELECT st.i, {month}, SUM(st.b)
+FROM st JOIN {members} m ON m.id = st.member_id
+GROUP BY 1, 2
+"""
+_NO_EXPIRY_SQL = "SELECT st.i, NULL, SUM(st.b) FROM st GROUP BY 1"
+
+
+def grouped_outstanding(
+    program: Program, months: list[Period]
+) -> dict[date, dict[date | None, int]] | None:
+    """`outstanding_by_month` at the end of every month of `months` (in order), by month start,
+    in one query: the members' ledger sums by month with running sums (balance, credits, last
+    earning or redemption) give each member's state at each month's end; after earning, the
+    state is joined to the member's months of credits, first in, first out. None when the
+    ledger has credits dated apart from when they took effect (`earned_at` is only set on
+    releases, which are not credits), where the months of credits would not follow the order
+    that the per-period query uses: then each month is read by itself."""
+    policy = program.expiry_policy
+    if (
+        policy == Program.ExpiryPolicy.AFTER_EARNING
+        and PointsEntry.objects.filter(program=program, earned_at__isnull=False)
+        .exclude(kind="release")
+        .exclude(earned_at=F("effective_at"))
+        .exists()
+    ):
+        return None
+    month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
+    adapt = connection.ops.adapt_datefield_value
+    ends = ", ".join("(%s, %s)" for _ in months)
+    ends_params = [value for i, p in enumerate(months) for value in (i, adapt(p.start))]
+    sql = _STATES_SQL.format(ends=ends, month=month, ledger=E)
+    params = [*ends_params, *month_params, program.pk, dt(months[-1].bounds(program.tzinfo)[1])]
+    if policy == Program.ExpiryPolicy.AFTER_EARNING:
+        sql += _BY_EARNING_SQL
+    elif policy == Program.ExpiryPolicy.AFTER_INACTIVITY:
+        last, last_params = period_sql(
+            "COALESCE(st.last, m.enrolled_at)", PeriodKind.MONTH, program
+        )
+        sql += _BY_INACTIVITY_SQL.format(month=last, members=M)
+        params += last_params
+    else:
+        sql += _NO_EXPIRY_SQL
+    result: dict[date, dict[date | None, int]] = {p.start: {} for p in months}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for i, start, points in cursor.fetchall():
+            key = None if start is None else _day(start)
+            result[months[int(i)].start][key] = int(points or 0)
+    if policy == Program.ExpiryPolicy.NONE:
+        for by_month in result.values():
+            by_month.setdefault(None, 0)
+    return result
+
+
+# Tiers and cohorts ------------------------------------------------------------------------------
+
+
+def members_per_tier(program: Program, end) -> dict[str, int]:
+    """Members enrolled before `end` by the tier they held at `end` (key: tier id, '' for no
+    tier). A member's tier now is the one their last change moved them to, so their tier at
+    `end` is their tier now, unless they changed since: then it is the tier their first change
+    at or after `end` moved them from. Two grouped queries: members by tier now, and the
+    members who changed since by (tier now, tier then), which correct the first."""
+    counts: dict[str, int] = {}
+
+    def key(tier_id):
+        return "" if tier_id is None else str(tier_id)
+
+    now = (
+        Member.objects.filter(program=program, enrolled_at__lt=end)
+        .values("tier_id")
+        .annotate(n=Count("pk"))
+        .order_by("tier_id")
+    )
+    for row in now:
+        counts[key(row["tier_id"])] = row["n"]
+    later = TierChange.objects.filter(member=OuterRef("member"), created_at__gte=end)
+    earlier_in_later = later.filter(
+        Q(created_at__lt=OuterRef("created_at"))
+        | Q(created_at=OuterRef("created_at"), pk__lt=OuterRef("pk"))
+    )
+    first_changes = (
+        TierChange.objects.filter(program=program, created_at__gte=end, member__enrolled_at__lt=end)
+        .exclude(Exists(earlier_in_later))
+        .values("member__tier_id", "from_tier_id")
+        .annotate(n=Count("pk"))
+        .order_by("member__tier_id", "from_tier_id")
+    )
+    for row in first_changes:
+        now_key, then_key = key(row["member__tier_id"]), key(row["from_tier_id"])
+        counts[now_key] = counts.get(now_key, 0) - row["n"]
+        counts[then_key] = counts.get(then_key, 0) + row["n"]
+    return {k: n for k, n in sorted(counts.items()) if n}
+
+
+def cohort_cells(program: Program, period: Period, months: list[date]) -> list[CohortCell]:
+    """For a month P, the cells (M, P - M) of every enrolment month M in `months` up to P:
+    members enrolled in M, and how many of them bought in P."""
+    tz = program.tzinfo
+    start, end = period.bounds(tz)
+    months = [m for m in months if m <= period.start]
+    ends = [period_containing(PeriodKind.MONTH, m).bounds(tz)[1] for m in months]
+    case, case_params = _bucket_case("m.enrolled_at", ends[:-1])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {case}, COUNT(*) FROM {M} m WHERE m.program_id = %s AND m.enrolled_at < %s "  # noqa: S608
+            "GROUP BY 1",
+            [*case_params, program.pk, dt(end)],
+        )
+        sizes = dict(cursor.fetchall())
+        cursor.execute(
+            f"SELECT {case}, COUNT(DISTINCT p.member_id) FROM {P} p "  # noqa: S608
+            f"JOIN {M} m ON m.id = p.member_id "
+            "WHERE p.program_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s "
+            "AND p.total_amount > p.returned_amount AND m.enrolled_at < %s "
+            "GROUP BY 1",
+            [*case_params, program.pk, dt(start), dt(end), dt(end)],
+        )
+        active = dict(cursor.fetchall())
+    cells = []
+    for index, month in enumerate(months):
+        size = int(sizes.get(index, 0))
+        if not size:
+            continue
+        n = int(active.get(index, 0))
+        after = _month_index(period.start) - _month_index(month)
+        cells.append(CohortCell(month, after, size, n, divide(n, size, HUNDRED)))
+    return cells
+
+
+# One period -------------------------------------------------------------------------------------
+
+
+def first_activity_day(program: Program) -> date | None:
+    """The local date of the program's first purchase, ledger row or enrolment."""
+    firsts = [
+        Purchase.objects.filter(program=program).aggregate(t=Min("occurred_at"))["t"],
+        PointsEntry.objects.filter(program=program).aggregate(t=Min("effective_at"))["t"],
+        Member.objects.filter(program=program).aggregate(t=Min("enrolled_at"))["t"],
+    ]
+    firsts = [t for t in firsts if t is not None]
+    if not firsts:
+        return None
+    return min(firsts).astimezone(program.tzinfo).date()
+
+
+@dataclass
+class PeriodFacts:
+    """What the figures of one period are made of, as the database returns it: the same
+    whether the period is read alone (`period_facts`) or with every other period of its kind
+    in grouped queries (`grouped_facts`). `assemble` turns them into figures."""
+
+    totals: dict  # purchase_totals of the program
+    by_store: list[dict]  # purchase_totals per store_id, by store id
+    by_channel: list[dict]  # purchase_totals per store__channel, by channel
+    members_total: int
+    new_members: int
+    previous_active: int
+    previous_revenue: Decimal  # member revenue of P-1
+    year_ago_revenue: Decimal  # member revenue of the period a year before
+    retained: int
+    repeaters: int
+    by_kind: dict[str, int]  # ledger sums by kind in the period
+    points_before: dict[str, int]  # ledger sums by kind before the period
+    cost_parts: dict[str, Decimal]  # by cost source
+    tiers: dict[str, int]  # members per tier key at the end
+    cohorts: list[CohortCell]  # month periods only
+    # Outstanding points at the end by the month their clock starts (month periods only).
+    outstanding: dict[date | None, int] | None = None
+
+
+# Settings for the reads of a recompute on PostgreSQL, local to their transaction. The grouped
+# queries' estimated costs (millions of rows from member x period expansions) make PostgreSQL
+# JIT-compile them, about a second per query whatever the data size (docs/kpis.md, plans read).
+READ_SETTINGS = {"jit": "off"}
+
+
+@contextmanager
+def analytics_reads():
+    """A transaction for the reads of one recompute step, with READ_SETTINGS on PostgreSQL."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                for name, value in READ_SETTINGS.items():
+                    cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
+        yield
+
+
+def period_facts(
+    program: Program,
+    period: Period,
+    *,
+    first_day: date,
+    costs: list,
+    points_before: dict[str, int] | None = None,
+) -> PeriodFacts:
+    """The facts of one period, read with queries bounded by the period (and P-1 and a year
+    before): what an incremental run uses for the few periods that changed."""
+    with analytics_reads():
+        return _period_facts(
+            program, period, first_day=first_day, costs=costs, points_before=points_before
+        )
+
+
+def _period_facts(program, period, *, first_day, costs, points_before) -> PeriodFacts:
+    tz = program.tzinfo
+    start, end = period.bounds(tz)
+    enrolled = Member.objects.filter(program=program, enrolled_at__lt=end)
+    previous_totals = purchase_totals(program, *period.shift(-1).bounds(tz))[0]
+    if points_before is None:
+        points_before = points_by_kind(program, None, start)
+    cost_ctx = CostContext(program, period, start, end, costs)
+    months = [p.start for p in periods_between(PeriodKind.MONTH, first_day, period.start)]
+    return PeriodFacts(
+        totals=purchase_totals(program, start, end)[0],
+        by_store=purchase_totals(program, start, end, by="store_id"),
+        by_channel=purchase_totals(program, start, end, by="store__channel"),
+        members_total=enrolled.count(),
+        new_members=enrolled.filter(enrolled_at__gte=start).count(),
+        previous_active=previous_totals["active"],
+        previous_revenue=money(previous_totals["member_revenue"]),
+        year_ago_revenue=money(
+            purchase_totals(program, *period.year_before().bounds(tz))[0]["member_revenue"]
+        ),
+        retained=retained_members(program, period),
+        repeaters=repeat_buyers(program, start, end),
+        by_kind=points_by_kind(program, start, end),
+        points_before=points_before,
+        cost_parts={name: money(source(cost_ctx)) for name, source in COST_SOURCES.items()},
+        tiers=members_per_tier(program, end),
+        cohorts=cohort_cells(program, period, months) if period.kind == PeriodKind.MONTH else [],
+        outstanding=outstanding_at(program, period, first_day)
+        if period.kind == PeriodKind.MONTH
+        else None,
+    )
+
+
+def compute_period(
+    program: Program,
+    period: Period,
+    *,
+    first_day: date,
+    costs: list,
+    points_before: dict[str, int] | None = None,
+) -> PeriodResult:
+    """Every figure of `period` for `program` (see the module docstring and docs/kpis.md).
+    `first_day` is the program's first active local date, `costs` its ProgramCost rows,
+    `points_before` the ledger sums by kind before the period when known (the
+    `points_to_date` of the period before)."""
+    facts = period_facts(
+        program, period, first_day=first_day, costs=costs, points_before=points_before
+    )
+    return assemble(program, period, facts)
+
+
+def assemble(program: Program, period: Period, facts: PeriodFacts) -> PeriodResult:
+    """The figures of `period` from its facts, without a query."""
+    figures: list[Figure] = []
+    add = figures.append
+
+    # Sales, for the program, per store and per channel.
+    totals = facts.totals
+    figures += _sales_figures(totals, Dimension.PROGRAM)
+    for row in facts.by_store:
+        store_id = row["store_id"]
+        figures += _sales_figures(row, Dimension.STORE, str(store_id), store_id)
+    for row in facts.by_channel:
+        figures += _sales_figures(row, Dimension.CHANNEL, row["store__channel"])
+
+    member_rev, anon_rev = money(totals["member_revenue"]), money(totals["anon_revenue"])
+    member_n, anon_n = totals["member_purchases"], totals["anon_purchases"]
+    active = totals["active"]
+    total_rev = member_rev + anon_rev
+
+    # Members.
+    add(Figure(Metric.MEMBERS_TOTAL, Decimal(facts.members_total)))
+    add(Figure(Metric.NEW_MEMBERS, Decimal(facts.new_members)))
+    previous_active, retained = facts.previous_active, facts.retained
+    retention = divide(retained, previous_active, HUNDRED)
+    add(Figure(Metric.RETENTION_RATE, retention, Decimal(retained), Decimal(previous_active)))
+    add(
+        Figure(
+            Metric.ATTRITION_RATE,
+            None if retention is None else HUNDRED - retention,
+            Decimal(previous_active - retained),
+            Decimal(previous_active),
+        )
+    )
+    repeaters = facts.repeaters
+    add(
+        Figure(
+            Metric.REPURCHASE_RATE,
+            divide(repeaters, active, HUNDRED),
+            Decimal(repeaters),
+            Decimal(active),
+        )
+    )
+    add(
+        Figure(
+            Metric.PURCHASE_FREQUENCY,
+            divide(member_n, active),
+            Decimal(member_n),
+            Decimal(active),
+        )
+    )
+
+    # Member revenue: evolution, share, spend multiple.
+    for metric, before in (
+        (Metric.MEMBER_REVENUE_POP, facts.previous_revenue),
+        (Metric.MEMBER_REVENUE_YOY, facts.year_ago_revenue),
+    ):
+        change = None if not before else divide(member_rev - before, before, HUNDRED)
+        add(Figure(metric, change, member_rev, before))
+    add(
+        Figure(
+            Metric.MEMBER_REVENUE_SHARE,
+            divide(member_rev, total_rev, HUNDRED),
+            member_rev,
+            total_rev,
+        )
+    )
+    spend_per_member = divide(member_rev, active)
+    add(Figure(Metric.SPEND_PER_MEMBER, spend_per_member, member_rev, Decimal(active)))
+    sales_inputs = {
+        "member_revenue": exact(member_rev),
+        "active_members": active,
+        "non_member_revenue": exact(anon_rev),
+        "non_member_purchases": anon_n,
+    }
+    multiple = None
+    if active and anon_n and anon_rev:
+        multiple = ((member_rev / active) / (anon_rev / anon_n)).quantize(CENT, ROUND_HALF_UP)
+    add(
+        Figure(
+            Metric.SPEND_MULTIPLE,
+            multiple,
+            (member_rev / active).quantize(Decimal("0.0001"), ROUND_HALF_UP) if active else None,
+            (anon_rev / anon_n).quantize(Decimal("0.0001"), ROUND_HALF_UP) if anon_n else None,
+            sales_inputs,
+        )
+    )
+
+    # Points.
+    by_kind = facts.by_kind
+    n_issued, n_redeemed, n_expired = issued(by_kind), redeemed(by_kind), expired(by_kind)
+    add(Figure(Metric.POINTS_ISSUED, Decimal(n_issued), inputs={"by_kind": by_kind}))
+    add(Figure(Metric.POINTS_REDEEMED, Decimal(n_redeemed)))
+    add(Figure(Metric.POINTS_EXPIRED, Decimal(n_expired)))
+    add(Figure(Metric.POINTS_ADJUSTED, Decimal(by_kind.get("adjust", 0))))
+    add(
+        Figure(
+            Metric.REDEMPTION_RATE,
+            divide(n_redeemed, n_issued, HUNDRED) if n_issued > 0 else None,
+            Decimal(n_redeemed),
+            Decimal(n_issued),
+        )
+    )
+    add(
+        Figure(
+            Metric.BREAKAGE_RATE,
+            divide(n_expired, n_issued, HUNDRED) if n_issued > 0 else None,
+            Decimal(n_expired),
+            Decimal(n_issued),
+        )
+    )
+
+    # Liability at the end of the period: the sums since the beginning.
+    points_before = facts.points_before
+    to_date = {
+        kind: points_before.get(kind, 0) + by_kind.get(kind, 0)
+        for kind in sorted(set(points_before) | set(by_kind))
+    }
+    issued_to_date, expired_to_date = issued(to_date), expired(to_date)
+    breakage_history = (
+        Decimal(expired_to_date) / Decimal(issued_to_date) if issued_to_date > 0 else None
+    )
+    outstanding = sum(to_date.values())
+    expected = 0
+    if program.expiry_policy != Program.ExpiryPolicy.NONE and breakage_history is not None:
+        expected = int((max(outstanding, 0) * breakage_history).quantize(Decimal(1), ROUND_HALF_UP))
+    liability = []
+    if facts.outstanding is not None:
+        liability = liability_rows(program, facts.outstanding, breakage_history)
+    liability_inputs = {
+        "point_cost_amount": exact(program.point_cost_amount),
+        "outstanding_points": outstanding,
+        "points_issued_to_date": issued_to_date,
+        "points_expired_to_date": expired_to_date,
+        "expected_breakage_points": expected,
+        "expected_breakage_amount": exact(money(expected * program.point_cost_amount)),
+    }
+    add(Figure(Metric.LIABILITY_POINTS, Decimal(outstanding)))
+    add(
+        Figure(
+            Metric.LIABILITY_AMOUNT,
+            money(outstanding * program.point_cost_amount),
+            Decimal(outstanding),
+            program.point_cost_amount,
+            liability_inputs,
+        )
+    )
+
+    # Costs and ROI.
+    parts = facts.cost_parts
+    program_cost = sum(parts.values(), Decimal(0))
+    add(Figure(Metric.REWARD_COST, parts["rewards"]))
+    add(Figure(Metric.PROGRAM_COST, program_cost, inputs={k: exact(v) for k, v in parts.items()}))
+    figures += _roi_figures(program, sales_inputs, member_rev, active, anon_rev, anon_n, parts)
+
+    # Members per tier at the end of the period.
+    for key, n in facts.tiers.items():
+        add(Figure(Metric.TIER_MEMBERS, Decimal(n), dimension=Dimension.TIER, key=key))
+
+    return PeriodResult(period, figures, liability, facts.cohorts, to_date)
+
+
+# Every period of a kind at once -----------------------------------------------------------------
+
+
+def period_sql(column: str, kind: str, program: Program) -> tuple[str, list]:
+    """SQL giving the local first day of the `kind` period (month, week from Monday, quarter)
+    that the timestamp `column` falls in, in the program's time zone, and its parameters.
+    PostgreSQL: CAST(DATE_TRUNC(kind, column AT TIME ZONE tz) AS date); SQLite: Django's
+    django_datetime_trunc function, cut to the date."""
+    sql, params = connection.ops.datetime_trunc_sql(kind, column, (), program.time_zone)
+    if connection.vendor == "sqlite":
+        return f"substr({sql}, 1, 10)", list(params)
+    return f"CAST({sql} AS date)", list(params)
+
+
+def _period_annotation(model, column: str, kind: str, program: Program) -> RawSQL:
+    qn = connection.ops.quote_name
+    sql, params = period_sql(f"{qn(model._meta.db_table)}.{qn(column)}", kind, program)
+    # The SQL is built from model metadata and the ops of the connection; values are params.
+    return RawSQL(sql, params, output_field=DateField())  # noqa: S611
+
+
+def _day(value) -> date:
+    """A period start read by hand-written SQL: a date (PostgreSQL) or 'YYYY-MM-DD' (SQLite)."""
+    if isinstance(value, str):
+        return date.fromisoformat(value[:10])
+    if isinstance(value, datetime):
+        return value.date()
+    return value
+
+
+def grouped_reward_costs(program: Program, kind: str, periods: list[Period]) -> dict[date, Decimal]:
+    """`reward_costs` of every period in `periods`, by period start: one grouped query."""
+    tz = program.tzinfo
+    rows = (
+        Redemption.objects.filter(
+            program=program,
+            issued_at__gte=periods[0].bounds(tz)[0],
+            issued_at__lt=periods[-1].bounds(tz)[1],
+            refund_txn__isnull=True,
+        )
+        .annotate(period=_period_annotation(Redemption, "issued_at", kind, program))
+        .values("period")
+        .annotate(total=Sum("cost_amount"))
+        .order_by()
+    )
+    return {row["period"]: row["total"] for row in rows}
+
+
+def grouped_campaign_costs(
+    program: Program, kind: str, periods: list[Period]
+) -> dict[date, Decimal]:
+    """`members.campaigns.campaign_costs` of every period in `periods`, by period start: the
+    campaign points given (purchase bonuses net of the returned share of their purchase, plus
+    lifecycle bonuses) x the cost of one point, in one grouped query."""
+    tz = program.tzinfo
+    on_purchases = F("points") - F("points") * F("purchase__points_reversed") / F(
+        "purchase__points_earned"
+    )
+    rows = (
+        CampaignAward.objects.filter(
+            program=program,
+            occurred_at__gte=periods[0].bounds(tz)[0],
+            occurred_at__lt=periods[-1].bounds(tz)[1],
+            points__gt=0,
+        )
+        .annotate(period=_period_annotation(CampaignAward, "occurred_at", kind, program))
+        .values("period")
+        .annotate(
+            on_purchases=Sum(on_purchases, default=0, filter=Q(purchase__isnull=False)),
+            lifecycle=Sum("points", default=0, filter=Q(purchase__isnull=True)),
+        )
+        .order_by()
+    )
+    return {
+        _day(row["period"]): (
+            Decimal(int(row["on_purchases"] or 0) + int(row["lifecycle"] or 0))
+            * program.point_cost_amount
+        ).quantize(Decimal("0.01"))
+        for row in rows
+    }
+
+
+# Cost sources that can also compute every period of a kind in one query: the grouped form,
+# (program, kind, periods) -> {period start: amount}. A source without one is called per period.
+GROUPED_COST_SOURCES: dict[str, Callable[[Program, str, list[Period]], dict]] = {
+    "rewards": grouped_reward_costs,
+}
+
+_ZERO_TOTALS = {
+    "member_purchases": 0,
+    "member_revenue": None,
+    "anon_purchases": 0,
+    "anon_revenue": None,
+    "active": 0,
+}
+
+
+def _add_totals(rows: list[dict], active: int) -> dict:
+    """The program's purchase totals from its per-store rows (every counted purchase has a
+    store), with the active members counted apart (a member active in two stores is one)."""
+    totals = dict(_ZERO_TOTALS, active=active)
+    for row in rows:
+        for key in ("member_purchases", "anon_purchases"):
+            totals[key] += row[key]
+        for key in ("member_revenue", "anon_revenue"):
+            if row[key] is not None:
+                totals[key] = row[key] + (totals[key] or 0)
+    return totals
+
+
+_ACTIVITY_SQL = """
+WITH act AS (
+  SELECT p.member_id, {period} AS period, COUNT(*) AS n
+  FROM {purchases} p
+  WHERE p.program_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s
+    AND p.total_amount > p.returned_amount AND p.member_id IS NOT NULL
+  GROUP BY 1, 2
+),
+seq AS (
+  SELECT member_id, period, n,
+         LAG(period) OVER (PARTITION BY member_id ORDER BY period) AS prev
+  FROM act
+)
+SELECT seq.period, seq.prev, {cohort} AS cohort, COUNT(*),
+       SUM(CASE WHEN seq.n >= 2 THEN 1 ELSE 0 END)
+FROM seq {join}
+GROUP BY 1, 2{group_cohort}
+"""
+
+
+def _member_activity(program: Program, kind: str, lo, hi) -> list[tuple]:
+    """Set-based member activity over [lo, hi): one row of (period, member's previous active
+    period, enrolment month for month periods, members, members with two purchases or more)
+    per combination; from the distinct (member, period) pairs, each with the member's
+    previous active period (LAG), so that retention is the pairs whose previous period is
+    P-1, and cohorts the pairs by enrolment month."""
+    period, period_params = period_sql("p.occurred_at", kind, program)
+    cohort_params: list = []
+    if kind == PeriodKind.MONTH:
+        cohort, cohort_params = period_sql("m.enrolled_at", kind, program)
+        join, group_cohort = f"JOIN {M} m ON m.id = seq.member_id", ", 3"
+    else:
+        cohort, join, group_cohort = "NULL", "", ""
+    sql = _ACTIVITY_SQL.format(
+        period=period, purchases=P, cohort=cohort, join=join, group_cohort=group_cohort
+    )
+    params = [
+        *period_params,
+        program.pk,
+        dt(lo),
+        dt(hi),
+        *cohort_params,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+_TIER_EVENTS_SQL = """
+WITH ch AS (
+  SELECT c.member_id, c.created_at, c.from_tier_id,
+         LEAD(c.from_tier_id) OVER (PARTITION BY c.member_id ORDER BY c.created_at, c.id)
+           AS next_from,
+         LEAD(c.id) OVER (PARTITION BY c.member_id ORDER BY c.created_at, c.id) AS next_id,
+         ROW_NUMBER() OVER (PARTITION BY c.member_id ORDER BY c.created_at, c.id) AS k
+  FROM {changes} c WHERE c.program_id = %s
+),
+ev AS (
+  SELECT m.enrolled_at AS at,
+         CASE WHEN f.member_id IS NULL THEN m.tier_id ELSE f.from_tier_id END AS tier, 1 AS d
+  FROM {members} m LEFT JOIN ch f ON f.member_id = m.id AND f.k = 1
+  WHERE m.program_id = %s
+  UNION ALL
+  SELECT CASE WHEN ch.created_at > m.enrolled_at THEN ch.created_at ELSE m.enrolled_at END,
+         ch.from_tier_id, -1
+  FROM ch JOIN {members} m ON m.id = ch.member_id
+  UNION ALL
+  SELECT CASE WHEN ch.created_at > m.enrolled_at THEN ch.created_at ELSE m.enrolled_at END,
+         CASE WHEN ch.next_id IS NULL THEN m.tier_id ELSE ch.next_from END, 1
+  FROM ch JOIN {members} m ON m.id = ch.member_id
+)
+SELECT {period} AS period, ev.tier, SUM(ev.d) FROM ev
+WHERE ev.at < %s
+GROUP BY 1, 2
+"""
+
+
+def _tier_deltas(program: Program, kind: str, hi) -> list[tuple]:
+    """Members per tier as (period, tier id, change) rows before `hi`, so that the members per
+    tier at the end of P are the sums over the periods up to P. It states `members_per_tier`
+    as events: a member's tier at an instant is the tier their first tier change after it moved
+    them from, or their tier now; so enrolment adds them to the tier their first change moved
+    them from (their tier now without a change), and each change moves them from its tier to
+    the next change's (the last one: to their tier now). A change recorded before the member's
+    enrolment date counts at the enrolment."""
+    period, period_params = period_sql("ev.at", kind, program)
+    sql = _TIER_EVENTS_SQL.format(changes=TierChange._meta.db_table, members=M, period=period)
+    params = [program.pk, program.pk, *period_params, dt(hi)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def grouped_facts(
+    program: Program, periods: list[Period], *, first_day: date, costs: list
+) -> dict[Period, PeriodFacts]:
+    """The facts of `periods` (one kind, in order) from one grouped query per family, each
+    over the whole range the periods need (from a year before the first) and grouped by the
+    local period start computed in SQL: sales by store, by channel, member activity (active,
+    repeat buyers, retention, cohorts), enrolments, ledger sums by kind, members per tier, and
+    each cost source with a grouped form. Python then only adds up the few rows per period."""
+    with analytics_reads():
+        return _grouped_facts(program, periods, first_day=first_day, costs=costs)
+
+
+def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, PeriodFacts]:
+    kind = periods[0].kind
+    tz = program.tzinfo
+    lo = periods[0].year_before().bounds(tz)[0]
+    hi = periods[-1].bounds(tz)[1]
+
+    # Sales per store and per channel; the program's from the stores'.
+    counted = counted_purchases(program, lo, hi).annotate(
+        period=_period_annotation(Purchase, "occurred_at", kind, program)
+    )
+    by_store: dict[date, list[dict]] = defaultdict(list)
+    by_channel: dict[date, list[dict]] = defaultdict(list)
+    for by, grouped in (("store_id", by_store), ("store__channel", by_channel)):
+        rows = counted.values("period", by).annotate(**_PURCHASE_TOTALS).order_by("period", by)
+        for row in rows:
+            grouped[row.pop("period")].append(row)
+
+    # Member activity: active, repeat buyers, retained (previous active period is P-1),
+    # cohort cells (month periods).
+    active: dict[date, int] = defaultdict(int)
+    repeaters: dict[date, int] = defaultdict(int)
+    pairs: dict[tuple, int] = defaultdict(int)
+    cohort_active: dict[tuple, int] = defaultdict(int)
+    for start, prev, cohort, n, repeat in _member_activity(program, kind, lo, hi):
+        start = _day(start)
+        active[start] += n
+        repeaters[start] += int(repeat or 0)
+        if prev is not None:
+            pairs[(start, _day(prev))] += n
+        if cohort is not None and _day(cohort) <= start:
+            cohort_active[(_day(cohort), start)] += n
+
+    # Enrolments by period (and so members at the end of each period, and cohort sizes).
+    enrolments = dict(
+        Member.objects.filter(program=program, enrolled_at__lt=hi)
+        .annotate(period=_period_annotation(Member, "enrolled_at", kind, program))
+        .values("period")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("period", "n")
+    )
+
+    # Ledger sums by period and kind, from the beginning.
+    ledger: dict[date, dict[str, int]] = defaultdict(dict)
+    rows = (
+        PointsEntry.objects.filter(program=program, effective_at__lt=hi)
+        .annotate(period=_period_annotation(PointsEntry, "effective_at", kind, program))
+        .values("period", "kind")
+        .annotate(total=Sum("points"))
+        .order_by("period", "kind")
+    )
+    for row in rows:
+        ledger[row["period"]][row["kind"]] = int(row["total"] or 0)
+
+    tier_deltas: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for start, tier_id, delta in _tier_deltas(program, kind, hi):
+        tier_deltas[_day(start)]["" if tier_id is None else str(tier_id)] += int(delta)
+
+    parts: dict[Period, dict[str, Decimal]] = {period: {} for period in periods}
+    for name, source in COST_SOURCES.items():
+        grouped_source = GROUPED_COST_SOURCES.get(name)
+        amounts = grouped_source(program, kind, periods) if grouped_source else None
+        for period in periods:
+            if amounts is not None:
+                parts[period][name] = money(amounts.get(period.start))
+            else:
+                ctx = CostContext(program, period, *period.bounds(tz), costs)
+                parts[period][name] = money(source(ctx))
+
+    # Running sums over every period start up to each period of the plan.
+    starts = sorted(set(enrolments) | set(ledger) | set(tier_deltas) | {p.start for p in periods})
+    members_to: dict[date, int] = {}
+    points_before_of: dict[date, dict[str, int]] = {}
+    tiers_to: dict[date, dict[str, int]] = {}
+    members_total, points_to, tiers = 0, defaultdict(int), defaultdict(int)
+    for start in starts:
+        points_before_of[start] = dict(sorted(points_to.items()))
+        members_total += enrolments.get(start, 0)
+        members_to[start] = members_total
+        for key, points in ledger.get(start, {}).items():
+            points_to[key] += points
+        for key, delta in tier_deltas.get(start, {}).items():
+            tiers[key] += delta
+        tiers_to[start] = {key: n for key, n in sorted(tiers.items()) if n}
+
+    outstanding: dict[date, dict[date | None, int]] = {}
+    if kind == PeriodKind.MONTH:
+        grouped = grouped_outstanding(program, periods)
+        # Without the grouped form (see grouped_outstanding): one query per month.
+        outstanding = grouped or {p.start: outstanding_at(program, p, first_day) for p in periods}
+
+    result = {}
+    for period in periods:
+        start, previous = period.start, period.shift(-1).start
+        stores = by_store.get(start, [])
+        previous_totals = _add_totals(by_store.get(previous, []), active.get(previous, 0))
+        cohorts = []
+        if kind == PeriodKind.MONTH:
+            for month in [p.start for p in periods_between(kind, first_day, start)]:
+                size = enrolments.get(month, 0)
+                if size:
+                    n = cohort_active.get((month, start), 0)
+                    after = _month_index(start) - _month_index(month)
+                    cohorts.append(CohortCell(month, after, size, n, divide(n, size, HUNDRED)))
+        result[period] = PeriodFacts(
+            totals=_add_totals(stores, active.get(start, 0)),
+            by_store=stores,
+            by_channel=by_channel.get(start, []),
+            members_total=members_to[start],
+            new_members=enrolments.get(start, 0),
+            previous_active=previous_totals["active"],
+            previous_revenue=money(previous_totals["member_revenue"]),
+            year_ago_revenue=money(
+                _add_totals(by_store.get(period.year_before().start, []), 0)["member_revenue"]
+            ),
+            retained=pairs.get((start, previous), 0),
+            repeaters=repeaters.get(start, 0),
+            by_kind=dict(sorted(ledger.get(start, {}).items())),
+            points_before=points_before_of[start],
+            cost_parts=parts[period],
+            tiers=tiers_to[start],
+            cohorts=cohorts,
+            outstanding=outstanding.get(start),
+        )
+    return result
+
+
+def compute_periods(
+    program: Program, periods: list[Period], *, first_day: date, costs: list
+) -> Iterator[PeriodResult]:
+    """Every figure of `periods` (one kind, in order) from grouped queries over all of them
+    (`grouped_facts`): what a full recompute runs, a handful of scans whatever the number of
+    periods. Yields one PeriodResult per period, in order, so that the caller writes each and
+    records its progress."""
+    if not periods:
+        return
+    facts = grouped_facts(program, periods, first_day=first_day, costs=costs)
+    for period in periods:
+        yield assemble(program, period, facts[period])
+
+
+def incremental_revenue(member_revenue, active_members, non_member_revenue, non_member_purchases):
+    """What members spent above the non-member baseline: member revenue - active members x the
+    average non-member basket (an anonymous purchase is one visit of one customer). None
+    without a baseline."""
+    if not non_member_purchases or not non_member_revenue:
+        return None
+    baseline = Decimal(non_member_revenue) / Decimal(non_member_purchases)
+    return money(Decimal(member_revenue) - Decimal(active_members) * baseline)
+
+
+def roi(incremental_gross_margin, program_cost) -> Decimal | None:
+    """(incremental gross margin - program cost) / program cost x 100."""
+    if incremental_gross_margin is None or not program_cost:
+        return None
+    return divide(incremental_gross_margin - program_cost, program_cost, HUNDRED)
+
+
+def _roi_figures(program, sales_inputs, member_rev, active, anon_rev, anon_n, parts):
+    program_cost = sum(parts.values(), Decimal(0))
+    extra = incremental_revenue(member_rev, active, anon_rev, anon_n)
+    margin = None if extra is None else money(extra * program.gross_margin_rate)
+    baseline = (anon_rev / anon_n).quantize(Decimal("0.0001"), ROUND_HALF_UP) if anon_n else None
+    inputs = {
+        "method": "member_vs_baseline_spend",
+        **sales_inputs,
+        "baseline_basket": exact(baseline) if baseline is not None else None,
+        "incremental_revenue": None if extra is None else exact(extra),
+        "gross_margin_rate": exact(program.gross_margin_rate),
+        "incremental_gross_margin": None if margin is None else exact(margin),
+        "program_cost": exact(program_cost),
+        "costs": {name: exact(amount) for name, amount in parts.items()},
+    }
+    return [
+        Figure(Metric.INCREMENTAL_REVENUE, extra, inputs=sales_inputs),
+        Figure(
+            Metric.INCREMENTAL_GROSS_MARGIN,
+            margin,
+            extra,
+            program.gross_margin_rate,
+        ),
+        Figure(
+            Metric.ROI,
+            roi(margin, program_cost),
+            None if margin is None else margin - program_cost,
+            program_cost,
+            inputs,
+        ),
+    ]
+
+
+def shifted_dependants(period: Period) -> list[Period]:
+    """The periods whose figures read `period` besides itself: the next one (retention,
+    change on the previous period) and the one a year later (change on a year before)."""
+    later = [period.shift(1)]
+    year_later = period.shift({PeriodKind.MONTH: 12, PeriodKind.QUARTER: 4}.get(period.kind, 52))
+    later.append(year_later)
+    return later

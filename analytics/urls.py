@@ -1,0 +1,12 @@
+"""The staff dashboards, under /staff/ (wired in loyalty/urls.py)."""
+
+from django.urls import path
+
+from . import views
+
+app_name = "analytics"
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("export/<slug:table>.csv", views.export, name="export"),
+]

@@ -1,0 +1,177 @@
+"""The full recompute's grouped queries (every period of a kind at once) give exactly what the
+period-by-period queries give, on a random history: purchases of members and anonymous
+customers in two stores, returns, redemptions and cancellations, releases and expiries by the
+nightly jobs, tier upgrades; in three time zones and under each expiry policy."""
+
+import contextlib
+import random
+from datetime import datetime, timedelta
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from analytics import kpis, services
+from analytics.periods import periods_between
+from loyalty.errors import DomainError
+from loyalty.models import Program, ProgramCost
+from members import jobs
+from members.models import PointsEntry
+from members.services import record_purchase, record_return
+from rewards.models import Reward
+from rewards.services import cancel, redeem
+from tests.factories import ProgramCostFactory, ProgramFactory, StoreFactory, TierFactory
+
+from .conftest import enrol_on
+
+pytestmark = pytest.mark.django_db
+
+KINDS = ("month", "week", "quarter")
+
+
+def build_history(seed: int, time_zone: str, policy: str) -> Program:
+    """About 14 months of random activity ending now, recorded through the services."""
+    rng = random.Random(seed)
+    tz = ZoneInfo(time_zone)
+    program = ProgramFactory(
+        slug=f"random-{seed}",
+        time_zone=time_zone,
+        return_window_days=rng.choice([0, 7]),
+        backdating_days=3650,
+        expiry_policy=policy,
+        expiry_months=None if policy == Program.ExpiryPolicy.NONE else 2,
+        point_cost_amount=Decimal("0.01"),
+    )
+    TierFactory(program=program, name="Bronze", rank=0)
+    TierFactory(program=program, name="Silver", rank=1, qualify_threshold=Decimal(300))
+    stores = [
+        StoreFactory(program=program, slug="a", channel="shop"),
+        StoreFactory(program=program, slug="w", channel="web"),
+    ]
+    reward = Reward.objects.create(
+        program=program,
+        name_fr="Cadeau",
+        kind=Reward.Kind.GIFT,
+        points_cost=40,
+        cost_amount=Decimal("4.00"),
+    )
+    ProgramCostFactory(
+        program=program,
+        kind=ProgramCost.Kind.RECURRING,
+        cost_amount=Decimal("300.00"),
+        starts_on=(timezone.now() - timedelta(days=400)).date(),
+    )
+    now = timezone.now()
+    start = now - timedelta(days=420)
+    members = [
+        enrol_on(program, f"r{seed}-{n}@example.com", start + timedelta(days=rng.randrange(400)))
+        for n in range(14)
+    ]
+    events = []
+    for n in range(160):
+        when = start + timedelta(days=rng.randrange(415), minutes=rng.randrange(24 * 60))
+        member = rng.choice([*members, None, None])
+        if member is not None and when < member.enrolled_at:
+            when = member.enrolled_at + timedelta(hours=1)
+        events.append((when, n, member))
+    events.sort(key=lambda e: (e[0], e[1]))
+    nights = sorted(
+        {
+            datetime.combine(day, datetime.min.time().replace(hour=2, minute=30), tz)
+            for day in ((start + timedelta(days=d)).astimezone(tz).date() for d in range(0, 415, 9))
+        }
+    )
+    bought = []
+    for when, n, member in events:
+        while nights and nights[0] < when:
+            night = nights.pop(0)
+            for job in ("release_pending_points", "expire_points"):
+                jobs.run_job(job, now=night, programs=[program])
+        store = rng.choice(stores)
+        amount = Decimal(rng.randrange(500, 15000)) / 100
+        record_purchase(
+            store=store,
+            receipt_id=f"p{n}",
+            amount=amount,
+            currency="EUR",
+            occurred_at=when,
+            card_number=member.card_number if member else None,
+        )
+        bought.append((store, f"p{n}", amount, when))
+        roll = rng.random()
+        if roll < 0.15:
+            store, receipt, paid, at = rng.choice(bought)
+            back = min(paid, Decimal(rng.randrange(100, 8000)) / 100)
+            with contextlib.suppress(DomainError):  # more than is left to return: skipped
+                record_return(
+                    store=store,
+                    receipt_id=receipt,
+                    return_id=f"r{n}",
+                    amount=back,
+                    occurred_at=max(at, when) + timedelta(hours=1),
+                )
+        elif roll < 0.3 and member is not None:
+            member.refresh_from_db()
+            if member.points_available >= reward.points_cost:
+                try:
+                    voucher = redeem(member=member, reward=reward, channel="staff", now=when)
+                except DomainError:
+                    continue
+                if rng.random() < 0.3:
+                    cancel(redemption=voucher, reason="test", now=when + timedelta(hours=2))
+    return program
+
+
+@pytest.mark.parametrize(
+    ("seed", "time_zone", "policy"),
+    [
+        (1, "Europe/Paris", Program.ExpiryPolicy.AFTER_EARNING),
+        (2, "America/New_York", Program.ExpiryPolicy.AFTER_INACTIVITY),
+        (3, "Asia/Tokyo", Program.ExpiryPolicy.NONE),
+    ],
+)
+def test_grouped_queries_equal_period_by_period_queries(seed, time_zone, policy):
+    program = build_history(seed, time_zone, policy)
+    assert PointsEntry.objects.filter(program=program, kind="redeem").exists()
+    if policy == Program.ExpiryPolicy.AFTER_EARNING:
+        assert PointsEntry.objects.filter(program=program, kind="expire").exists()
+    first_day = kpis.first_activity_day(program)
+    today = timezone.localdate(timezone.now(), program.tzinfo)
+    costs = list(ProgramCost.objects.filter(program=program))
+    for kind in KINDS:
+        periods = periods_between(kind, first_day, today)
+        assert len(periods) > 3
+        with CaptureQueriesContext(connection) as grouped_queries:
+            grouped = list(kpis.compute_periods(program, periods, first_day=first_day, costs=costs))
+        # A handful of grouped queries, whatever the number of periods (besides the
+        # transaction and its settings).
+        reads = [
+            q["sql"]
+            for q in grouped_queries
+            if q["sql"].lstrip().upper().startswith(("SELECT", "WITH"))
+            and "set_config" not in q["sql"]
+        ]
+        assert len(reads) <= 10  # the 9 reads of the KPIs and the campaign costs
+        for period, result in zip(periods, grouped, strict=True):
+            single = kpis.compute_period(program, period, first_day=first_day, costs=costs)
+            assert result.period == period
+            assert result.figures == single.figures, period
+            assert result.liability == single.liability, period
+            assert result.cohorts == single.cohorts, period
+            assert result.points_to_date == single.points_to_date, period
+        assert any(r.liability for r in grouped) == (kind == "month")
+
+
+def test_a_full_recompute_runs_the_grouped_queries(shop):
+    """A full recompute of every month runs a bounded number of queries: grouped ones, then
+    the writes of each period; adding periods adds writes, not reads."""
+    with CaptureQueriesContext(connection) as queries:
+        summary = services.recompute(shop.program, "month", full=True)
+    assert summary["total"] > services.PER_PERIOD_UP_TO
+    reads = [q for q in queries if "members_purchase" in q["sql"]]
+    # Sales by store, by channel, member activity; the first-activity lookup; the campaign
+    # costs (bonuses net of the returned share of their purchase).
+    assert len(reads) == 5
