@@ -62,3 +62,14 @@ def hit(name: str, ident: str) -> int:
 
 def reset(name: str, ident: str) -> None:
     cache.delete(_key(name, ident))
+
+
+def allow_email(request, email: str) -> bool:
+    """Count a request that sends an email to `email` against the address typed and the
+    client's address; False (nothing counted) when either has had its share."""
+    address = client_address(request)
+    if exceeded("email-account", email) or exceeded("email-address", address):
+        return False
+    hit("email-account", email)
+    hit("email-address", address)
+    return True

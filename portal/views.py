@@ -169,10 +169,8 @@ def enrol(request):
             data = form.cleaned_data
             # Joining sends an email to the address typed: counted like a reset request, so
             # nobody can flood a member's inbox by joining with their address.
-            if throttle.exceeded("email-account", data["email"]):
+            if not throttle.allow_email(request, data["email"]):
                 return _too_many(request, "enrol.html", {"form": form})
-            throttle.hit("email-account", data["email"])
-            throttle.hit("email-address", address)
             try:
                 services.enrol_online(
                     _link(request),
@@ -218,11 +216,8 @@ def resend_verification(request):
     form = forms.EmailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         email = form.cleaned_data["email"]
-        address = throttle.client_address(request)
-        if throttle.exceeded("email-account", email) or throttle.exceeded("email-address", address):
+        if not throttle.allow_email(request, email):
             return _too_many(request, "resend.html", {"form": form})
-        throttle.hit("email-account", email)
-        throttle.hit("email-address", address)
         account = (
             MemberAccount.objects.select_related("member__program", "user")
             .filter(member__program=request.program, member__email=email.lower())
@@ -244,11 +239,8 @@ def claim(request):
     form = forms.ClaimForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         email = form.cleaned_data["email"]
-        address = throttle.client_address(request)
-        if throttle.exceeded("email-account", email) or throttle.exceeded("email-address", address):
+        if not throttle.allow_email(request, email):
             return _too_many(request, "claim.html", {"form": form})
-        throttle.hit("email-account", email)
-        throttle.hit("email-address", address)
         services.claim_card(
             _link(request), request.program, form.cleaned_data["card_number"], email
         )
@@ -307,11 +299,8 @@ def password_reset(request):
     form = forms.EmailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         email = form.cleaned_data["email"]
-        address = throttle.client_address(request)
-        if throttle.exceeded("email-account", email) or throttle.exceeded("email-address", address):
+        if not throttle.allow_email(request, email):
             return _too_many(request, "password_reset.html", {"form": form})
-        throttle.hit("email-account", email)
-        throttle.hit("email-address", address)
         services.request_password_reset(_link(request), request.program, email)
         return redirect("portal:password-reset-done", program=request.program.slug)
     return _render(request, "password_reset.html", {"form": form})

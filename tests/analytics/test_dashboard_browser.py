@@ -7,25 +7,20 @@ recompute from the admin and watch its progress bar reach 100 %. Screenshots are
 artifacts (BROWSER_ARTIFACTS, default var/artifacts/browser/).
 """
 
-import contextlib
-import os
 import re
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 
 from analytics.models import Dimension, KpiCohort, KpiLiabilityByExpiry, KpiTarget, Metric
 from loyalty.celery import app as celery_app
+from tests.browser import chromium_pages, live_server, screenshot
 from tests.factories import StaffUserFactory, TierFactory
 
 from .conftest import build_shop
 from .test_dashboard import PASSWORD, month_snapshots, put
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", settings.BASE_DIR / "var/artifacts/browser"))
 DESKTOP = {"width": 1280, "height": 900}
 CHARTS = [
     "chart-members",
@@ -42,62 +37,19 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def staff_server(transactional_db):
-    """A live server for this test only (pytest-django's lives for the whole session and keeps a
-    database connection open past the test database's teardown)."""
-    from django.contrib.staticfiles.handlers import StaticFilesHandler
-    from django.test.testcases import LiveServerThread
-
-    thread = LiveServerThread("localhost", StaticFilesHandler)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    if thread.error:
-        raise thread.error
-    thread.url = f"http://localhost:{thread.port}"
-    yield thread
-    thread.terminate()
+    with live_server() as server:
+        yield server
 
 
 @pytest.fixture
 def open_desktop():
-    """open_desktop() -> a Playwright page in Chromium at desktop width. Call it once the
-    test's data is in place: while Playwright's event loop runs in this thread, the ORM would
-    open a connection of its own in the loop's context."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: CI installs Debian's chromium (.ci/run)")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    outside, errors = [], []
-    with contextlib.ExitStack() as stack:
-
-        def open_page():
-            playwright = stack.enter_context(sync_playwright())
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
-            )
-            stack.callback(browser.close)
-            context = browser.new_context(viewport=DESKTOP, locale="en-GB")
-            stack.callback(context.close)
-            # The dashboard makes no request off the site: the chart library is served by it.
-            context.route(
-                re.compile(r"^(?!http://(localhost|127\.0\.0\.1)).*"),
-                lambda route: (outside.append(route.request.url), route.abort()),
-            )
-            page = context.new_page()
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.set_default_timeout(15_000)
-            return page
-
+    """open_desktop() -> a page in Chromium at desktop width (see tests/browser.py)."""
+    with chromium_pages(viewport=DESKTOP, locale="en-GB") as open_page:
         yield open_page
-    assert outside == [], outside
-    assert errors == [], errors
 
 
 def shot(page, name):
-    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+    screenshot(page, f"dashboard-{name}")
 
 
 def log_in(page, base_url, username, next_path):

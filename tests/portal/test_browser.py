@@ -5,25 +5,21 @@ redeem a reward, see the voucher's QR code, switch to English, download my data.
 are saved as artifacts (BROWSER_ARTIFACTS, default var/artifacts/browser/).
 """
 
-import contextlib
 import json
-import os
 import re
 import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core import mail
 from django.utils import timezone
 
+from tests.browser import chromium_pages, live_server, screenshot
 from tests.factories import ProgramFactory, StoreFactory, TierFactory, make_api_key
 
 from .conftest import PASSWORD
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
-ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", settings.BASE_DIR / "var/artifacts/browser"))
 PHONE = {"width": 390, "height": 844}
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -31,67 +27,26 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def portal_server(transactional_db):
-    """A live server for this test only (pytest-django's lives for the whole session and keeps a
-    database connection open past the test database's teardown)."""
-    from django.contrib.staticfiles.handlers import StaticFilesHandler
-    from django.test.testcases import LiveServerThread
-
-    thread = LiveServerThread("localhost", StaticFilesHandler)
-    thread.daemon = True
-    thread.start()
-    thread.is_ready.wait()
-    if thread.error:
-        raise thread.error
-    thread.url = f"http://localhost:{thread.port}"
-    yield thread
-    thread.terminate()
+    with live_server() as server:
+        yield server
 
 
 @pytest.fixture
 def open_phone():
-    """open_phone() -> a Playwright page in Chromium at phone width. Call it once the test's
-    data is in place: while Playwright's event loop runs in this thread, the ORM would open a
-    connection of its own in the loop's context."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: CI installs Debian's chromium (.ci/run)")
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    outside = []
-    with contextlib.ExitStack() as stack:
-
-        def open_page():
-            playwright = stack.enter_context(sync_playwright())
-            browser = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"]
-            )
-            stack.callback(browser.close)
-            context = browser.new_context(
-                viewport=PHONE,
-                device_scale_factor=2,
-                is_mobile=True,
-                has_touch=True,
-                locale="fr-FR",
-                accept_downloads=True,
-            )
-            stack.callback(context.close)
-            # The portal makes no request off the site (fonts, scripts, styles are its own).
-            context.route(
-                re.compile(r"^(?!http://(localhost|127\.0\.0\.1)).*"),
-                lambda route: (outside.append(route.request.url), route.abort()),
-            )
-            page = context.new_page()
-            page.set_default_timeout(15_000)
-            return page
-
+    """open_phone() -> a page in Chromium at phone width, in French (see tests/browser.py)."""
+    with chromium_pages(
+        viewport=PHONE,
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="fr-FR",
+        accept_downloads=True,
+    ) as open_page:
         yield open_page
-    assert outside == [], outside
 
 
 def shot(page, name):
-    page.screenshot(path=str(ARTIFACTS / f"portal-{name}.png"), full_page=True)
+    screenshot(page, f"portal-{name}")
 
 
 def post_purchase(base_url, api_key, card_number, amount):
