@@ -95,3 +95,18 @@ def test_same_seed_same_history():
     call_command("flush", interactive=False)
     seed(12)
     assert fingerprint() != first
+
+
+@pytest.mark.django_db
+def test_small_seeds_come_with_their_kpi_snapshots():
+    """make run's demo opens on a dashboard with figures: seed_demo computes the snapshots
+    (every period kind, the cohorts) when the demo is small."""
+    from analytics.models import KpiCohort, KpiValue, Metric
+
+    out = seed()
+    assert "KPI snapshots computed" in out
+    program = Program.objects.get(slug="maison-lumiere")
+    kinds = set(KpiValue.objects.filter(program=program).values_list("period_kind", flat=True))
+    assert kinds == {"month", "week", "quarter"}
+    assert KpiValue.objects.filter(program=program, metric=Metric.ROI).exists()
+    assert KpiCohort.objects.filter(program=program).exists()

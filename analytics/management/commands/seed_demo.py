@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from analytics.services import recompute_kinds
 from loyalty.demo import seed_campaigns, seed_program
 from members import jobs
 from members.demo import generate_campaign_history, generate_history
@@ -17,6 +18,9 @@ from portal.demo import DEMO_MEMBER, seed_member_account
 from rewards.demo import generate_redemptions, seed_catalogue
 
 DEMO_STAFF = ("demo", "demo-loyalty-2026")
+# Up to this many members, seed_demo also computes the KPI snapshots (a few seconds); larger
+# seeds (benchmarks) leave them to the nightly job or to `recompute_kpis --full`.
+KPI_SEED_LIMIT = 20_000
 
 
 class Command(BaseCommand):
@@ -87,6 +91,14 @@ class Command(BaseCommand):
                 f"generated {redeemed.redeemed} redemptions: {redeemed.used} used, "
                 f"{redeemed.cancelled} cancelled, {redeemed.expired} expired"
             )
+            if not no_nightly and members <= KPI_SEED_LIMIT:
+                # Last night's KPI snapshots too, so the dashboards have figures at once.
+                summary = recompute_kinds(program, full=True)
+                self.stdout.write(f"KPI snapshots computed ({summary['done']} periods)")
+            elif not no_nightly:
+                self.stdout.write(
+                    "KPI snapshots left to the nightly job (or: manage.py recompute_kpis --full)"
+                )
         if settings.DEBUG or staff_user:
             username, password = DEMO_STAFF
             user, created = get_user_model().objects.get_or_create(
