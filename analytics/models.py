@@ -64,6 +64,12 @@ class Metric(models.TextChoices):
     TIER_MEMBERS = "tier_members", _("Members in the tier")
 
 
+# What identifies a figure and a cohort cell: the unique constraints, and the keys the
+# recompute upserts on (analytics/services.py), so re-running replaces rather than adds.
+FIGURE_KEY = ["program", "period_kind", "period_start", "dimension", "dimension_key", "metric"]
+CELL_KEY = ["program", "cohort_month", "months_after"]
+
+
 class KpiValue(models.Model):
     """One figure of one period: value, and the numerator and denominator (or the raw figures
     in `inputs`) it was computed from. `value` is empty when the formula divides by zero."""
@@ -102,17 +108,7 @@ class KpiValue(models.Model):
         verbose_name_plural = _("KPI values")
         ordering = ["program", "period_kind", "period_start", "dimension", "dimension_key"]
         constraints = [
-            models.UniqueConstraint(
-                fields=[
-                    "program",
-                    "period_kind",
-                    "period_start",
-                    "dimension",
-                    "dimension_key",
-                    "metric",
-                ],
-                name="kpivalue_unique_figure",
-            ),
+            models.UniqueConstraint(fields=FIGURE_KEY, name="kpivalue_unique_figure"),
             models.CheckConstraint(
                 condition=Q(dimension="program", dimension_key="") | ~Q(dimension="program"),
                 name="kpivalue_program_has_no_key",
@@ -152,9 +148,7 @@ class KpiCohort(models.Model):
         verbose_name_plural = _("cohort retention")
         ordering = ["program", "cohort_month", "months_after"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["program", "cohort_month", "months_after"], name="kpicohort_unique_cell"
-            ),
+            models.UniqueConstraint(fields=CELL_KEY, name="kpicohort_unique_cell"),
         ]
 
     def __str__(self):

@@ -20,7 +20,15 @@ from members.models import Member, PointsEntry, Purchase, PurchaseReturn, TierCh
 from rewards.models import Redemption
 
 from . import kpis
-from .models import KpiCohort, KpiLiabilityByExpiry, KpiRefresh, KpiValue, PeriodKind
+from .models import (
+    CELL_KEY,
+    FIGURE_KEY,
+    KpiCohort,
+    KpiLiabilityByExpiry,
+    KpiRefresh,
+    KpiValue,
+    PeriodKind,
+)
 from .periods import Period, period_containing, periods_between
 
 JOB_NAME = "analytics.recompute_kpis"
@@ -159,14 +167,7 @@ def write_period(program: Program, result: kpis.PeriodResult) -> None:
         KpiValue.objects.bulk_create(
             rows,
             update_conflicts=True,
-            unique_fields=[
-                "program",
-                "period_kind",
-                "period_start",
-                "dimension",
-                "dimension_key",
-                "metric",
-            ],
+            unique_fields=FIGURE_KEY,
             update_fields=["period_end", "store", "value", "numerator", "denominator", "inputs"],
         )
         keep = {(f.dimension, f.key, f.metric) for f in result.figures}
@@ -212,7 +213,7 @@ def _write_cohort_diagonal(program: Program, period: Period, cells) -> None:
             for c in cells
         ],
         update_conflicts=True,
-        unique_fields=["program", "cohort_month", "months_after"],
+        unique_fields=CELL_KEY,
         update_fields=["members", "active", "rate"],
     )
     month_index = period.start.year * 12 + period.start.month - 1

@@ -501,21 +501,16 @@ def _generate_chunk(plan: _Plan, chunk: int):
                 # available: one row, where live traffic would have written an earn
                 # in pending and a release pair. Balances and kinds are the same.
                 entry_rows.append(
-                    (
+                    _earn_row(
+                        rng,
                         entry_id,
-                        _uuid4(rng),
                         plan.program_pk,
                         member_id,
-                        "earn",
-                        "available" if released else "pending",
                         points,
                         at,
-                        at,
                         purchase_id,
-                        None,
                         store.pk,
-                        None,
-                        "",
+                        released,
                     )
                 )
                 entry_id += 1
@@ -764,6 +759,27 @@ def _purchase_row(rng, pid, plan, store, member_id, at, amount, points, window, 
     )
 
 
+def _earn_row(rng, entry_id, program_pk, member_id, points, at, purchase_id, store_pk, released):
+    """The ledger row (ENTRY_COLUMNS) of a purchase's points: available when its return window
+    closed before now, pending otherwise."""
+    return (
+        entry_id,
+        _uuid4(rng),
+        program_pk,
+        member_id,
+        "earn",
+        "available" if released else "pending",
+        points,
+        at,
+        at,
+        purchase_id,
+        None,
+        store_pk,
+        None,
+        "",
+    )
+
+
 # The demo's past campaign, made real --------------------------------------------------------
 
 # The past campaign's effect on its treated members: extra visits in its dates (Poisson, per
@@ -936,21 +952,16 @@ def _extra_visits(program, campaign, reached, held_out, seed, now, purchase_id, 
             )
             if points:
                 entries.append(
-                    (
+                    _earn_row(
+                        rng,
                         entry_id,
-                        _uuid4(rng),
                         program.pk,
                         member_id,
-                        "earn",
-                        "available" if released else "pending",
                         points,
                         at,
-                        at,
                         purchase_id,
-                        None,
                         store.pk,
-                        None,
-                        "",
+                        released,
                     )
                 )
                 entry_id += 1
