@@ -88,3 +88,18 @@ def enrol(program, **kwargs):
 
     kwargs.setdefault("channel", "shop")
     return enrol_member(program=program, **kwargs)[0]
+
+
+def make_reward(program, *, tiers=(), **fields):
+    """A reward of `program` (a 100-point gift costing 5.00 unless told otherwise); `tiers`
+    restricts it to those tiers."""
+    from rewards.models import Reward
+
+    fields.setdefault("name_fr", "Cadeau")
+    fields.setdefault("kind", Reward.Kind.GIFT)
+    fields.setdefault("points_cost", 100)
+    fields.setdefault("cost_amount", Decimal("5.00"))
+    reward = Reward.objects.create(program=program, **fields)
+    if tiers:
+        reward.tiers.set(tiers)
+    return reward

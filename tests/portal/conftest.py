@@ -11,7 +11,7 @@ from django.test import Client
 
 from members import services as member_services
 from portal.models import MemberAccount
-from rewards.models import Reward
+from tests import factories
 from tests.factories import ProgramFactory, StoreFactory, TierFactory, enrol
 
 PASSWORD = "Velo-rouge-2026!"
@@ -97,17 +97,9 @@ def client_a(member):
 
 @pytest.fixture
 def make_reward(program):
-    def make(*, tiers=(), **fields):
-        fields.setdefault("program", program)
-        fields.setdefault("name_fr", "Cadeau")
+    def make(**fields):
         fields.setdefault("name_en", "Gift")
-        fields.setdefault("kind", Reward.Kind.GIFT)
-        fields.setdefault("points_cost", 100)
-        fields.setdefault("cost_amount", Decimal("5.00"))
-        reward = Reward.objects.create(**fields)
-        if tiers:
-            reward.tiers.set(tiers)
-        return reward
+        return factories.make_reward(fields.pop("program", program), **fields)
 
     return make
 

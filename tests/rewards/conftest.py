@@ -8,6 +8,7 @@ import pytest
 from members import services as member_services
 from members.models import Member, PointsEntry
 from rewards.models import Redemption, Reward
+from tests import factories
 from tests.factories import ProgramFactory, StaffUserFactory, StoreFactory, TierFactory, enrol
 
 
@@ -62,19 +63,10 @@ def member(make_member):
 
 @pytest.fixture
 def make_reward(program):
-    """make_reward(**fields): a reward of the program (a 100-point gift costing 5.00 unless
-    told otherwise); `tiers=[...]` restricts it to those tiers."""
+    """make_reward(**fields): a reward of the program (tests/factories.make_reward)."""
 
-    def make(*, tiers=(), **fields):
-        fields.setdefault("program", program)
-        fields.setdefault("name_fr", "Cadeau")
-        fields.setdefault("kind", Reward.Kind.GIFT)
-        fields.setdefault("points_cost", 100)
-        fields.setdefault("cost_amount", Decimal("5.00"))
-        reward = Reward.objects.create(**fields)
-        if tiers:
-            reward.tiers.set(tiers)
-        return reward
+    def make(**fields):
+        return factories.make_reward(fields.pop("program", program), **fields)
 
     return make
 
