@@ -30,6 +30,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.utils import timezone
 
 from loyalty.models import Program, ProgramCost
 from members.models import Member
@@ -76,6 +77,13 @@ class Shop:
             amount=Decimal(amount),
             occurred_at=when,
         )
+
+
+def months_through_today(first: date) -> int:
+    """The months from the one of `first` to today's in Paris, both counted: the periods a
+    full recompute covers when the data start then (the data are dated 2026, today moves)."""
+    today = timezone.localdate(timezone.now(), PARIS)
+    return (today.year - first.year) * 12 + today.month - first.month + 1
 
 
 def enrol_on(program, email, when):

@@ -116,10 +116,13 @@ def test_full_recompute_from_the_admin_with_its_progress(
     assert progress["percent"] == 100
     [run] = progress["runs"]
     assert run["program"] == "shop"
-    # August to November 2026 (the shop's activity up to today): 4 months, 2 quarters.
-    assert run["kinds"] == "month 4/4, quarter 2/2"
+    # From August 2026 (the shop's first activity) to today's month and quarter.
+    today = timezone.localdate(timezone=shop.program.tzinfo)
+    months = (today.year - 2026) * 12 + today.month - 8 + 1
+    quarters = (today.year - 2026) * 4 + (today.month - 1) // 3 - 2 + 1
+    assert run["kinds"] == f"month {months}/{months}, quarter {quarters}/{quarters}"
     assert run["status"] == "succeeded"
-    assert (run["done"], run["total"]) == (6, 6)
+    assert (run["done"], run["total"]) == (months + quarters, months + quarters)
     assert JobRun.objects.get(pk=run["id"]).triggered_by == staff_client.user
     assert KpiRefresh.objects.filter(program=shop.program, period_kind="month").exists()
 
