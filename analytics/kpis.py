@@ -38,7 +38,7 @@ from django.db.models import (
 )
 from django.db.models.expressions import RawSQL
 
-from loyalty.models import Program, ProgramCost
+from loyalty.models import Program, ProgramCost, Store
 from loyalty.sql import dt
 from members.models import CampaignAward, Member, PointsEntry, Purchase, TierChange
 from members.tiers import add_months
@@ -136,13 +136,113 @@ _PURCHASE_TOTALS = {
 }
 
 
-def purchase_totals(program: Program, start, end, *, by: str | None = None) -> list[dict]:
-    """Member and anonymous purchases and net revenue, and active members, in [start, end):
-    one row, or one row per value of `by` (store_id, store__channel)."""
-    qs = counted_purchases(program, start, end)
-    if by is None:
-        return [qs.aggregate(**_PURCHASE_TOTALS)]
-    return list(qs.values(by).annotate(**_PURCHASE_TOTALS).order_by(by))
+# The sales facts of one period and the one before from one scan of their purchases: counted
+# purchases by (member, store, channel, in P or in P-1), then that much smaller set aggregated
+# per store, per channel, for the program, and per member (active in P, in P-1, both; two
+# purchases or more in P). Anonymous purchases (no member) group under a NULL member.
+_PERIOD_SALES_SQL = """
+WITH pm AS (
+  SELECT p.member_id, p.store_id, s.channel,
+         CASE WHEN p.occurred_at >= %s THEN 1 ELSE 0 END AS cur,
+         COUNT(*) AS n, SUM(p.total_amount - p.returned_amount) AS rev
+  FROM {purchases} p JOIN {stores} s ON s.id = p.store_id
+  WHERE p.program_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s
+    AND p.total_amount > p.returned_amount
+  GROUP BY 1, 2, 3, 4
+),
+mem AS (
+  SELECT member_id,
+         SUM(CASE WHEN cur = 1 THEN n ELSE 0 END) AS n_cur,
+         SUM(CASE WHEN cur = 0 THEN n ELSE 0 END) AS n_prev
+  FROM pm WHERE member_id IS NOT NULL
+  GROUP BY member_id
+)
+SELECT 'store', store_id, NULL,
+       SUM(CASE WHEN member_id IS NOT NULL THEN n ELSE 0 END),
+       SUM(CASE WHEN member_id IS NOT NULL THEN rev END),
+       SUM(CASE WHEN member_id IS NULL THEN n ELSE 0 END),
+       SUM(CASE WHEN member_id IS NULL THEN rev END),
+       COUNT(member_id)
+FROM pm WHERE cur = 1 GROUP BY store_id
+UNION ALL
+SELECT 'channel', NULL, channel,
+       SUM(CASE WHEN member_id IS NOT NULL THEN n ELSE 0 END),
+       SUM(CASE WHEN member_id IS NOT NULL THEN rev END),
+       SUM(CASE WHEN member_id IS NULL THEN n ELSE 0 END),
+       SUM(CASE WHEN member_id IS NULL THEN rev END),
+       COUNT(DISTINCT member_id)
+FROM pm WHERE cur = 1 GROUP BY channel
+UNION ALL
+SELECT 'previous', NULL, NULL, 0, SUM(rev), 0, NULL, COUNT(DISTINCT member_id)
+FROM pm WHERE cur = 0 AND member_id IS NOT NULL
+UNION ALL
+SELECT 'members', NULL, NULL,
+       SUM(CASE WHEN n_cur > 0 AND n_prev > 0 THEN 1 ELSE 0 END),
+       NULL,
+       SUM(CASE WHEN n_cur >= 2 THEN 1 ELSE 0 END),
+       NULL,
+       SUM(CASE WHEN n_cur > 0 THEN 1 ELSE 0 END)
+FROM mem
+"""
+
+
+@dataclass
+class PeriodSales:
+    totals: dict  # the program's, keyed as _PURCHASE_TOTALS
+    by_store: list[dict]  # by store id
+    by_channel: list[dict]  # by channel
+    previous_active: int
+    previous_revenue: Decimal | None  # member revenue of P-1
+    retained: int  # active in P-1 and in P
+    repeaters: int  # two purchases or more in P
+
+
+def _decimal(value) -> Decimal | None:
+    """A sum read by hand-written SQL (SQLite may give a float or int for a decimal column)."""
+    return None if value is None else Decimal(str(value)).quantize(CENT)
+
+
+def period_sales(program: Program, period: Period) -> PeriodSales:
+    """Member and anonymous purchases, their net revenue and the active members of `period`,
+    for the program, per store and per channel; the active members and member revenue of P-1;
+    the members retained (|active(P-1) ∩ active(P)|) and the repeat buyers (two purchases or
+    more in P): from one scan of the purchases of P-1 and P (`_PERIOD_SALES_SQL`)."""
+    tz = program.tzinfo
+    start, end = period.bounds(tz)
+    previous_start = period.shift(-1).bounds(tz)[0]
+    sql = _PERIOD_SALES_SQL.format(purchases=P, stores=Store._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [dt(start), program.pk, dt(previous_start), dt(end)])
+        rows = cursor.fetchall()
+    keys = ("member_purchases", "member_revenue", "anon_purchases", "anon_revenue", "active")
+    by_store, by_channel = [], []
+    previous_active, previous_revenue, retained, repeaters, active = 0, None, 0, 0, 0
+    for kind, store_id, channel, *values in rows:
+        if kind in ("store", "channel"):
+            row = dict(zip(keys, values, strict=True))
+            for key in ("member_purchases", "anon_purchases", "active"):
+                row[key] = int(row[key] or 0)
+            for key in ("member_revenue", "anon_revenue"):
+                row[key] = _decimal(row[key])
+            if kind == "store":
+                by_store.append({"store_id": store_id, **row})
+            else:
+                by_channel.append({"store__channel": channel, **row})
+        elif kind == "previous":
+            previous_active, previous_revenue = int(values[4] or 0), _decimal(values[1])
+        else:
+            retained, repeaters, active = (int(values[i] or 0) for i in (0, 2, 4))
+    by_store.sort(key=lambda row: row["store_id"])
+    by_channel.sort(key=lambda row: row["store__channel"])
+    return PeriodSales(
+        totals=_add_totals(by_store, active),
+        by_store=by_store,
+        by_channel=by_channel,
+        previous_active=previous_active,
+        previous_revenue=previous_revenue,
+        retained=retained,
+        repeaters=repeaters,
+    )
 
 
 def _sales_figures(totals: dict, dimension: str, key: str = "", store_id=None) -> list[Figure]:
@@ -164,32 +264,6 @@ def _sales_figures(totals: dict, dimension: str, key: str = "", store_id=None) -
         fig(Metric.AVG_BASKET_MEMBER, divide(member_rev, member_n), member_rev, Decimal(member_n)),
         fig(Metric.AVG_BASKET_NON_MEMBER, divide(anon_rev, anon_n), anon_rev, Decimal(anon_n)),
     ]
-
-
-def retained_members(program: Program, period: Period) -> int:
-    """|active(P-1) ∩ active(P)|."""
-    tz = program.tzinfo
-    previous = period.shift(-1)
-    now_active = counted_purchases(program, *period.bounds(tz)).filter(member__isnull=False)
-    return (
-        counted_purchases(program, *previous.bounds(tz))
-        .filter(member__isnull=False, member_id__in=now_active.values("member_id"))
-        .values("member_id")
-        .distinct()
-        .count()
-    )
-
-
-def repeat_buyers(program: Program, start, end) -> int:
-    """Members with at least two purchases in [start, end)."""
-    return (
-        counted_purchases(program, start, end)
-        .filter(member__isnull=False)
-        .values("member_id")
-        .annotate(n=Count("pk"))
-        .filter(n__gte=2)
-        .count()
-    )
 
 
 # Program cost -----------------------------------------------------------------------------------
@@ -608,9 +682,9 @@ class PeriodFacts:
     whether the period is read alone (`period_facts`) or with every other period of its kind
     in grouped queries (`grouped_facts`). `assemble` turns them into figures."""
 
-    totals: dict  # purchase_totals of the program
-    by_store: list[dict]  # purchase_totals per store_id, by store id
-    by_channel: list[dict]  # purchase_totals per store__channel, by channel
+    totals: dict  # the program's purchases, keyed as _PURCHASE_TOTALS
+    by_store: list[dict]  # the same per store_id, by store id
+    by_channel: list[dict]  # the same per store__channel, by channel
     members_total: int
     new_members: int
     previous_active: int
@@ -664,24 +738,26 @@ def _period_facts(program, period, *, first_day, costs, points_before) -> Period
     tz = program.tzinfo
     start, end = period.bounds(tz)
     enrolled = Member.objects.filter(program=program, enrolled_at__lt=end)
-    previous_totals = purchase_totals(program, *period.shift(-1).bounds(tz))[0]
+    sales = period_sales(program, period)
     if points_before is None:
         points_before = points_by_kind(program, None, start)
     cost_ctx = CostContext(program, period, start, end, costs)
     months = [p.start for p in periods_between(PeriodKind.MONTH, first_day, period.start)]
     return PeriodFacts(
-        totals=purchase_totals(program, start, end)[0],
-        by_store=purchase_totals(program, start, end, by="store_id"),
-        by_channel=purchase_totals(program, start, end, by="store__channel"),
+        totals=sales.totals,
+        by_store=sales.by_store,
+        by_channel=sales.by_channel,
         members_total=enrolled.count(),
         new_members=enrolled.filter(enrolled_at__gte=start).count(),
-        previous_active=previous_totals["active"],
-        previous_revenue=money(previous_totals["member_revenue"]),
+        previous_active=sales.previous_active,
+        previous_revenue=money(sales.previous_revenue),
         year_ago_revenue=money(
-            purchase_totals(program, *period.year_before().bounds(tz))[0]["member_revenue"]
+            counted_purchases(program, *period.year_before().bounds(tz))
+            .filter(member__isnull=False)
+            .aggregate(total=Sum(NET_AMOUNT))["total"]
         ),
-        retained=retained_members(program, period),
-        repeaters=repeat_buyers(program, start, end),
+        retained=sales.retained,
+        repeaters=sales.repeaters,
         by_kind=points_by_kind(program, start, end),
         points_before=points_before,
         cost_parts={name: money(source(cost_ctx)) for name, source in COST_SOURCES.items()},
