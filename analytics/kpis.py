@@ -521,14 +521,6 @@ st AS (
 )
 """
 
-# First in, first out at each end: a member's credits of month m (cumulative credits c, the
-# month's credits cr) keep what the points consumed by then (credits - balance) left of them.
-_BY_EARNING_SQL = """
-SELECT st.i, cum.month,
-       SUM(CASE WHEN cum.c - cum.cr >= st.consumed THEN cum.cr ELSE cum.c - st.consumed END)
-FROM st JOIN cum ON cum.member_id = st.member_id AND cum.month <= st.d AND cum.c > st.consumed
-GROUP BY 1, 2
-"""
 _BY_INACTIVITY_SQL = """
 SELECT st.i, {month}, SUM(st.b)
 FROM st JOIN {members} m ON m.id = st.member_id
@@ -537,13 +529,81 @@ GROUP BY 1, 2
 _NO_EXPIRY_SQL = "SELECT st.i, NULL, SUM(st.b) FROM st GROUP BY 1"
 
 
+# After earning, at every month end at once, as changes: a member's month m of credits keeps
+# clamp(C(m) - K, 0, cr(m)) of them while K, the points consumed so far (credits - balance), is
+# the member's; K only moves in the months the member has ledger rows, so each (month of
+# credits m, later month n of rows) where it moves gives one change of what m keeps. The sums
+# of the changes by (n, m) are few (months x months); what month m keeps at the end of month d
+# is the running sum of its changes up to d, added up in Python.
+_KEEP = "CASE WHEN {x} <= 0 THEN 0 WHEN {x} >= m.cr THEN m.cr ELSE {x} END"
+_BY_EARNING_CHANGES_SQL = """
+WITH mm AS (
+  SELECT member_id, {month} AS month, SUM(points) AS s,
+         SUM(CASE WHEN points > 0 AND kind <> 'release' THEN points ELSE 0 END) AS cr
+  FROM {ledger}
+  WHERE program_id = %s AND effective_at < %s
+  GROUP BY 1, 2
+),
+cum AS (
+  SELECT member_id, month, cr,
+         CAST(SUM(cr) OVER w AS bigint) AS c,
+         CAST(SUM(cr) OVER w - SUM(s) OVER w AS bigint) AS k
+  FROM mm
+  WINDOW w AS (PARTITION BY member_id ORDER BY month ROWS UNBOUNDED PRECEDING)
+),
+st AS (
+  SELECT member_id, month, cr, c, k,
+         LAG(k) OVER (PARTITION BY member_id ORDER BY month) AS k_prev
+  FROM cum
+)
+SELECT n.month, m.month,
+       SUM({keep_now} - CASE WHEN n.month = m.month THEN 0 ELSE {keep_before} END)
+FROM st m JOIN st n ON n.member_id = m.member_id AND n.month >= m.month
+WHERE m.cr > 0 AND (
+  n.month = m.month
+  OR NOT ((n.k >= m.c AND n.k_prev >= m.c) OR (n.k <= m.c - m.cr AND n.k_prev <= m.c - m.cr))
+)
+GROUP BY 1, 2
+"""
+
+
+def _grouped_outstanding_by_earning(
+    program: Program, months: list[Period]
+) -> dict[date, dict[date | None, int]]:
+    month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
+    sql = _BY_EARNING_CHANGES_SQL.format(
+        month=month,
+        ledger=E,
+        keep_now=_KEEP.format(x="(m.c - n.k)"),
+        keep_before=_KEEP.format(x="(m.c - n.k_prev)"),
+    )
+    params = [*month_params, program.pk, dt(months[-1].bounds(program.tzinfo)[1])]
+    changes: dict[date, list[tuple[date, int]]] = defaultdict(list)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for changed_in, credited_in, points in cursor.fetchall():
+            changes[_day(credited_in)].append((_day(changed_in), int(points or 0)))
+    result: dict[date, dict[date | None, int]] = {p.start: {} for p in months}
+    for credited_in, rows in changes.items():
+        rows.sort()
+        kept, i = 0, 0
+        for period in months:
+            while i < len(rows) and rows[i][0] <= period.start:
+                kept += rows[i][1]
+                i += 1
+            if kept and credited_in <= period.start:
+                result[period.start][credited_in] = kept
+    return result
+
+
 def grouped_outstanding(
     program: Program, months: list[Period]
 ) -> dict[date, dict[date | None, int]] | None:
     """`outstanding_by_month` at the end of every month of `months` (in order), by month start,
     in one query: the members' ledger sums by month with running sums (balance, credits, last
-    earning or redemption) give each member's state at each month's end; after earning, the
-    state is joined to the member's months of credits, first in, first out. None when the
+    earning or redemption) give each member's state at each month's end; after earning, first
+    in, first out, as the changes of what each month of credits keeps
+    (`_BY_EARNING_CHANGES_SQL`). None when the
     ledger has credits dated apart from when they took effect (`earned_at` is only set on
     releases, which are not credits), where the months of credits would not follow the order
     that the per-period query uses: then each month is read by itself."""
@@ -556,15 +616,15 @@ def grouped_outstanding(
         .exists()
     ):
         return None
+    if policy == Program.ExpiryPolicy.AFTER_EARNING:
+        return _grouped_outstanding_by_earning(program, months)
     month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
     adapt = connection.ops.adapt_datefield_value
     ends = ", ".join("(%s, %s)" for _ in months)
     ends_params = [value for i, p in enumerate(months) for value in (i, adapt(p.start))]
     sql = _STATES_SQL.format(ends=ends, month=month, ledger=E)
     params = [*ends_params, *month_params, program.pk, dt(months[-1].bounds(program.tzinfo)[1])]
-    if policy == Program.ExpiryPolicy.AFTER_EARNING:
-        sql += _BY_EARNING_SQL
-    elif policy == Program.ExpiryPolicy.AFTER_INACTIVITY:
+    if policy == Program.ExpiryPolicy.AFTER_INACTIVITY:
         last, last_params = period_sql(
             "COALESCE(st.last, m.enrolled_at)", PeriodKind.MONTH, program
         )
@@ -705,15 +765,19 @@ class PeriodFacts:
 # queries' estimated costs (millions of rows from member x period expansions) make PostgreSQL
 # JIT-compile them, about a second per query whatever the data size (docs/kpis.md, plans read).
 READ_SETTINGS = {"jit": "off"}
+# The grouped reads of every period of a kind read the program's whole history: a sequential
+# scan then sort is the right plan, where the planner prefers walking an index in member order
+# for the window queries (about a third slower at 100,000 members: docs/kpis.md, plans read).
+GROUPED_READ_SETTINGS = {**READ_SETTINGS, "enable_indexscan": "off"}
 
 
 @contextmanager
-def analytics_reads():
-    """A transaction for the reads of one recompute step, with READ_SETTINGS on PostgreSQL."""
+def analytics_reads(settings: dict[str, str] = READ_SETTINGS):
+    """A transaction for the reads of one recompute step, with `settings` on PostgreSQL."""
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
-                for name, value in READ_SETTINGS.items():
+                for name, value in settings.items():
                     cursor.execute("SELECT set_config(%s, %s, true)", [name, value])
         yield
 
@@ -1159,7 +1223,7 @@ def grouped_facts(
     local period start computed in SQL: sales by store, by channel, member activity (active,
     repeat buyers, retention, cohorts), enrolments, ledger sums by kind, members per tier, and
     each cost source with a grouped form. Python then only adds up the few rows per period."""
-    with analytics_reads():
+    with analytics_reads(GROUPED_READ_SETTINGS):
         return _grouped_facts(program, periods, first_day=first_day, costs=costs)
 
 
