@@ -26,7 +26,7 @@ incremental recompute, peak memory and the dashboard's response time.
 Peak memory is each child's peak RSS (``getrusage``; PostgreSQL's memory is not counted). Ends
 with greppable ``analytics:`` lines and writes the figures as JSON to
 bench/results/analytics.json. The issue's scale is ``--members 1000000`` (about 10 million
-purchases; seeding alone takes about ten minutes).
+purchases; seeding alone took 21 minutes on the 2-core machine).
 """
 
 import argparse
