@@ -129,6 +129,8 @@ def build_history(seed: int, time_zone: str, policy: str) -> Program:
     ("seed", "time_zone", "policy"),
     [
         (1, "Europe/Paris", Program.ExpiryPolicy.AFTER_EARNING),
+        # A 7-day return window: points still pending at the end of the current period.
+        (5, "Europe/Paris", Program.ExpiryPolicy.AFTER_EARNING),
         (2, "America/New_York", Program.ExpiryPolicy.AFTER_INACTIVITY),
         (3, "Asia/Tokyo", Program.ExpiryPolicy.NONE),
     ],
