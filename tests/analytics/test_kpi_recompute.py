@@ -137,6 +137,23 @@ def test_incremental_recompute_equals_full_recompute(shop, no_margin):
     assert september.value == Decimal("175.00")  # 190 - 15 returned
 
 
+def test_incremental_run_of_every_kind_at_once_equals_full_recompute(shop, no_margin):
+    """As the nightly chain runs it: one run for month, week and quarter, whose per-period
+    plans share one sum of the ledger before the earliest period start."""
+    full(shop.program)
+    # Back-dated into November: the quarter's plan starts on 1 October, the month's on
+    # 1 November, the week's later still, with October's ledger rows in between.
+    shop.buy("late", shop.m1, shop.store_w, paris(11, 20), "33.00")
+    redeem(member=shop.m2, reward=shop.reward, channel="staff")
+    summary = services.recompute_kinds(shop.program, KINDS)
+    assert {k["mode"] for k in summary["kinds"].values()} == {"incremental"}
+    # Periods of every kind that start at different instants, so the sums before them differ.
+    assert len({k["first"] for k in summary["kinds"].values()}) > 1
+    incremental = snapshot(shop.program)
+    full(shop.program)
+    assert snapshot(shop.program) == incremental
+
+
 def test_incremental_recomputes_only_the_periods_that_changed(shop, no_margin):
     full(shop.program)
     # Nothing recorded since: nothing to do.
