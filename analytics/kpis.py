@@ -220,47 +220,35 @@ def period_sales(program: Program, period: Period) -> PeriodSales:
         )
         active, previous_active, retained, repeaters = (int(n or 0) for n in cursor.fetchone())
     active_in = {(kind, store_id, channel): int(n) for kind, store_id, channel, n in active_rows}
-    by_store: dict[int, dict] = {}
-    by_channel: dict[str, dict] = {}
-    previous_revenue = None
+    current: list[dict] = []
+    previous: list[dict] = []
     for store_id, cur, member_n, member_rev, anon_n, anon_rev in sums:
-        channel = channel_of[store_id]
-        member_rev, anon_rev = _decimal(member_rev), _decimal(anon_rev)
-        if not cur:
-            if member_rev is not None:
-                previous_revenue = member_rev + (previous_revenue or 0)
-            continue
-        row = {
-            "member_purchases": int(member_n or 0),
-            "member_revenue": member_rev,
-            "anon_purchases": int(anon_n or 0),
-            "anon_revenue": anon_rev,
-        }
-        by_store[store_id] = {
-            "store_id": store_id,
-            **row,
-            "active": active_in.get(("store", store_id, None), 0),
-        }
-        into = by_channel.setdefault(
-            channel,
+        (current if cur else previous).append(
             {
-                "store__channel": channel,
-                **_ZERO_TOTALS,
-                "active": active_in.get(("channel", None, channel), 0),
-            },
+                "store_id": store_id,
+                "member_purchases": int(member_n or 0),
+                "member_revenue": _decimal(member_rev),
+                "anon_purchases": int(anon_n or 0),
+                "anon_revenue": _decimal(anon_rev),
+                "active": active_in.get(("store", store_id, None), 0),
+            }
         )
-        for key, value in row.items():
-            if key.endswith("_purchases"):
-                into[key] += value
-            elif value is not None:
-                into[key] = value + (into[key] or 0)
-    stores = [by_store[key] for key in sorted(by_store)]
+    stores = sorted(current, key=lambda row: row["store_id"])
+    by_channel = defaultdict(list)
+    for row in stores:
+        by_channel[channel_of[row["store_id"]]].append(row)
     return PeriodSales(
         totals=_add_totals(stores, active),
         by_store=stores,
-        by_channel=[by_channel[key] for key in sorted(by_channel)],
+        by_channel=[
+            {
+                "store__channel": channel,
+                **_add_totals(rows, active_in.get(("channel", None, channel), 0)),
+            }
+            for channel, rows in sorted(by_channel.items())
+        ],
         previous_active=previous_active,
-        previous_revenue=previous_revenue,
+        previous_revenue=_add_totals(previous, 0)["member_revenue"],
         retained=retained,
         repeaters=repeaters,
     )

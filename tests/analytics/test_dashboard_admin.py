@@ -18,6 +18,7 @@ from loyalty.celery import app as celery_app
 from loyalty.models import JobRun
 from tests.factories import StaffUserFactory
 
+from .conftest import months_through_today
 from .test_dashboard import kpi_value, month_snapshots
 
 pytestmark = pytest.mark.django_db
@@ -117,9 +118,8 @@ def test_full_recompute_from_the_admin_with_its_progress(
     [run] = progress["runs"]
     assert run["program"] == "shop"
     # From August 2026 (the shop's first activity) to today's month and quarter.
-    today = timezone.localdate(timezone=shop.program.tzinfo)
-    months = (today.year - 2026) * 12 + today.month - 8 + 1
-    quarters = (today.year - 2026) * 4 + (today.month - 1) // 3 - 2 + 1
+    months = months_through_today(date(2026, 8, 1))
+    quarters = (months_through_today(date(2026, 7, 1)) + 2) // 3  # from Q3 2026
     assert run["kinds"] == f"month {months}/{months}, quarter {quarters}/{quarters}"
     assert run["status"] == "succeeded"
     assert (run["done"], run["total"]) == (months + quarters, months + quarters)
