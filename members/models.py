@@ -219,7 +219,14 @@ class Purchase(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["program", "occurred_at"], name="purchase_program_occurred"),
+            # The KPI reads of a period (sales per store, active members, retention) find
+            # everything they need in this index on PostgreSQL: index-only scans of the
+            # period, where the table's rows (with the stored answer) are ten times wider.
+            models.Index(
+                fields=["program", "occurred_at"],
+                include=["member", "store", "total_amount", "returned_amount"],
+                name="purchase_program_occurred_kpi",
+            ),
             models.Index(fields=["member", "occurred_at"], name="purchase_member_occurred"),
             models.Index(
                 fields=["release_at"],
