@@ -17,7 +17,7 @@ Rounding: money and percentages to 0.01 (half up), from unrounded inputs.
 """
 
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -197,20 +197,22 @@ def _decimal(value) -> Decimal | None:
     return None if value is None else Decimal(str(value)).quantize(CENT)
 
 
-def period_sales(program: Program, period: Period) -> PeriodSales:
+def period_sales(
+    program: Program, period: Period, *, previous_revenue: Decimal | None = None
+) -> PeriodSales:
     """Member and anonymous purchases, their net revenue and the active members of `period`,
     for the program, per store and per channel; the active members and member revenue of P-1;
     the members retained (|active(P-1) ∩ active(P)|) and the repeat buyers (two purchases or
-    more in P): three grouped reads of the purchases of P-1 and P."""
+    more in P): three grouped reads of the purchases of P-1 and P. When P-1's member revenue
+    is given (known from its snapshot), the sums read P alone."""
     tz = program.tzinfo
     start, end = dt(period.bounds(tz)[0]), dt(period.bounds(tz)[1])
     previous_start = dt(period.shift(-1).bounds(tz)[0])
+    sums_from = previous_start if previous_revenue is None else start
     tables = {"purchases": P, "stores": Store._meta.db_table}
     channel_of = dict(Store.objects.filter(program=program).values_list("pk", "channel"))
     with connection.cursor() as cursor:
-        cursor.execute(
-            _PERIOD_STORE_SUMS_SQL.format(**tables), [start, program.pk, previous_start, end]
-        )
+        cursor.execute(_PERIOD_STORE_SUMS_SQL.format(**tables), [start, program.pk, sums_from, end])
         sums = cursor.fetchall()
         cursor.execute(_PERIOD_ACTIVE_SQL.format(**tables), [program.pk, start, end])
         active_rows = cursor.fetchall()
@@ -248,7 +250,9 @@ def period_sales(program: Program, period: Period) -> PeriodSales:
             for channel, rows in sorted(by_channel.items())
         ],
         previous_active=previous_active,
-        previous_revenue=_add_totals(previous, 0)["member_revenue"],
+        previous_revenue=_add_totals(previous, 0)["member_revenue"]
+        if previous_revenue is None
+        else previous_revenue,
         retained=retained,
         repeaters=repeaters,
     )
@@ -820,20 +824,36 @@ def period_facts(
     first_day: date,
     costs: list,
     points_before: dict[str, int] | None = None,
+    known_revenue: Mapping[Period, Decimal] | None = None,
 ) -> PeriodFacts:
     """The facts of one period, read with queries bounded by the period (and P-1 and a year
-    before): what an incremental run uses for the few periods that changed."""
+    before): what an incremental run uses for the few periods that changed. `known_revenue`:
+    the member revenue of periods that need not be read again (P-1, a year before)."""
     with analytics_reads():
         return _period_facts(
-            program, period, first_day=first_day, costs=costs, points_before=points_before
+            program,
+            period,
+            first_day=first_day,
+            costs=costs,
+            points_before=points_before,
+            known_revenue=known_revenue or {},
         )
 
 
-def _period_facts(program, period, *, first_day, costs, points_before) -> PeriodFacts:
+def _period_facts(
+    program, period, *, first_day, costs, points_before, known_revenue
+) -> PeriodFacts:
     tz = program.tzinfo
     start, end = period.bounds(tz)
     enrolled = enrolled_by_tier(program, start, end)
-    sales = period_sales(program, period)
+    sales = period_sales(program, period, previous_revenue=known_revenue.get(period.shift(-1)))
+    year_ago_revenue = known_revenue.get(period.year_before())
+    if year_ago_revenue is None:
+        year_ago_revenue = (
+            counted_purchases(program, *period.year_before().bounds(tz))
+            .filter(member__isnull=False)
+            .aggregate(total=Sum(NET_AMOUNT))["total"]
+        )
     if points_before is None:
         points_before = points_by_kind(program, None, start)
     cost_ctx = CostContext(program, period, start, end, costs)
@@ -846,11 +866,7 @@ def _period_facts(program, period, *, first_day, costs, points_before) -> Period
         new_members=sum(new for _n, new in enrolled.values()),
         previous_active=sales.previous_active,
         previous_revenue=money(sales.previous_revenue),
-        year_ago_revenue=money(
-            counted_purchases(program, *period.year_before().bounds(tz))
-            .filter(member__isnull=False)
-            .aggregate(total=Sum(NET_AMOUNT))["total"]
-        ),
+        year_ago_revenue=money(year_ago_revenue),
         retained=sales.retained,
         repeaters=sales.repeaters,
         by_kind=points_by_kind(program, start, end),
@@ -871,15 +887,30 @@ def compute_period(
     first_day: date,
     costs: list,
     points_before: dict[str, int] | None = None,
+    known_revenue: Mapping[Period, Decimal] | None = None,
 ) -> PeriodResult:
     """Every figure of `period` for `program` (see the module docstring and docs/kpis.md).
     `first_day` is the program's first active local date, `costs` its ProgramCost rows,
     `points_before` the ledger sums by kind before the period when known (the
-    `points_to_date` of the period before)."""
+    `points_to_date` of the period before), `known_revenue` the member revenue of periods
+    known not to have changed (P-1, a year before: see `period_facts`)."""
     facts = period_facts(
-        program, period, first_day=first_day, costs=costs, points_before=points_before
+        program,
+        period,
+        first_day=first_day,
+        costs=costs,
+        points_before=points_before,
+        known_revenue=known_revenue,
     )
     return assemble(program, period, facts)
+
+
+def member_revenue(result: PeriodResult) -> Decimal:
+    """The program's member revenue in a period's figures (the numerator of its share)."""
+    for figure in result.figures:
+        if figure.metric == Metric.MEMBER_REVENUE_SHARE and figure.dimension == Dimension.PROGRAM:
+            return figure.numerator
+    raise ValueError(f"no member revenue among the figures of {result.period}")
 
 
 def assemble(program: Program, period: Period, facts: PeriodFacts) -> PeriodResult:

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Q
@@ -23,10 +24,12 @@ from . import kpis
 from .models import (
     CELL_KEY,
     FIGURE_KEY,
+    Dimension,
     KpiCohort,
     KpiLiabilityByExpiry,
     KpiRefresh,
     KpiValue,
+    Metric,
     PeriodKind,
 )
 from .periods import Period, period_containing, periods_between
@@ -285,6 +288,29 @@ class _PointsBefore:
         return sums
 
 
+def _unchanged_revenues(program: Program, plan: list[Period]) -> dict[Period, Decimal]:
+    """The member revenue of the periods that the periods of an incremental `plan` compare
+    themselves with (P-1, a year before) and that the plan leaves alone, from their
+    snapshots. A period outside the plan has had nothing recorded on its days since the last
+    run (`changed_periods`), so its snapshot holds what a read would give; one with no
+    snapshot (before the program's history, say) is read as before."""
+    planned = set(plan)
+    wanted = {q for p in plan for q in (p.shift(-1), p.year_before())} - planned
+    if not wanted:
+        return {}
+    kind = plan[0].kind
+    rows = KpiValue.objects.filter(
+        program=program,
+        period_kind=kind,
+        period_start__in=sorted(q.start for q in wanted),
+        dimension=Dimension.PROGRAM,
+        dimension_key="",
+        metric=Metric.MEMBER_REVENUE_SHARE,
+        numerator__isnull=False,
+    ).values_list("period_start", "numerator")
+    return {period_containing(kind, start): kpis.money(value) for start, value in rows}
+
+
 def _compute(
     program: Program,
     plan: list[Period],
@@ -292,15 +318,19 @@ def _compute(
     first_day: date,
     costs: list,
     points_before: _PointsBefore | None = None,
+    incremental: bool = False,
 ):
     """The results of the periods of `plan` (one kind, in order): from grouped queries over
     all of them when there are more than a few (a full recompute: a handful of scans whatever
     the number of periods), else period by period with queries bounded by each period (the
-    nightly run's few changed periods, where a scan of the whole history would cost more)."""
+    nightly run's few changed periods, where a scan of the whole history would cost more).
+    An `incremental` plan (the periods changed since the last run) takes the member revenue of
+    the periods it compares with from their snapshots, or from its own earlier results."""
     if not _per_period(plan):
         yield from kpis.compute_periods(program, plan, first_day=first_day, costs=costs)
         return
     tz = program.tzinfo
+    known = _unchanged_revenues(program, plan) if incremental else {}
     carried = None
     for period in plan:
         if carried and carried.period.shift(1) == period:
@@ -310,8 +340,15 @@ def _compute(
         else:
             before = None
         result = kpis.compute_period(
-            program, period, first_day=first_day, costs=costs, points_before=before
+            program,
+            period,
+            first_day=first_day,
+            costs=costs,
+            points_before=before,
+            known_revenue=known,
         )
+        if incremental:
+            known[period] = kpis.member_revenue(result)
         carried = result
         yield result
 
@@ -430,7 +467,12 @@ def recompute_kinds(
         )
         for kind, plan in plans.items():
             for result in _compute(
-                program, plan, first_day=first_day, costs=costs, points_before=points_before
+                program,
+                plan,
+                first_day=first_day,
+                costs=costs,
+                points_before=points_before,
+                incremental=modes[kind] == "incremental",
             ):
                 write_period(program, result)
                 run.summary["done"] += 1

@@ -2,7 +2,7 @@
 command, the Celery task and the nightly chain, with its progress recorded."""
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from io import StringIO
 
@@ -20,6 +20,7 @@ from analytics.models import (
     KpiValue,
     Metric,
 )
+from analytics.periods import period_containing
 from analytics.services import JOB_NAME, recompute
 from loyalty.models import JobRun, ProgramCost
 from members import jobs
@@ -149,6 +150,46 @@ def test_incremental_run_of_every_kind_at_once_equals_full_recompute(shop, no_ma
     assert {k["mode"] for k in summary["kinds"].values()} == {"incremental"}
     # Periods of every kind that start at different instants, so the sums before them differ.
     assert len({k["first"] for k in summary["kinds"].values()}) > 1
+    incremental = snapshot(shop.program)
+    full(shop.program)
+    assert snapshot(shop.program) == incremental
+
+
+def test_incremental_run_takes_unchanged_periods_revenue_from_their_snapshots(shop, no_margin):
+    """The nightly run compares each period with P-1 and a year before. The member revenue of
+    one that nothing recorded since the last run touched comes from its snapshot (it is not
+    read again); one that changed is recomputed first, and its fresh figure is used."""
+    full(shop.program)
+    current = period_containing("month", timezone.localdate(timezone.now(), PARIS))
+    previous = current.shift(-1)
+
+    def figure(period, metric):
+        return KpiValue.objects.get(
+            program=shop.program,
+            period_kind="month",
+            period_start=period.start,
+            dimension="program",
+            metric=metric,
+        )
+
+    stored = figure(previous, Metric.MEMBER_REVENUE_SHARE).numerator
+    # A mark on P-1's stored member revenue shows where the run takes it from.
+    KpiValue.objects.filter(pk=figure(previous, Metric.MEMBER_REVENUE_SHARE).pk).update(
+        numerator=Decimal("999.00")
+    )
+    shop.buy("today", shop.m1, shop.store_w, timezone.now(), "10.00")
+    summary = services.recompute_kinds(shop.program, KINDS)["kinds"]["month"]
+    assert (summary["mode"], summary["first"]) == ("incremental", current.start.isoformat())
+    assert figure(current, Metric.MEMBER_REVENUE_POP).denominator == Decimal("999.00")
+
+    # A purchase back-dated into P-1: P-1 is recomputed, and this month compares with it.
+    when = datetime.combine(previous.start + timedelta(days=9), time(12), tzinfo=PARIS)
+    shop.buy("late", shop.m2, shop.store_w, when, "33.00")
+    summary = services.recompute_kinds(shop.program, KINDS)["kinds"]["month"]
+    assert summary["first"] == previous.start.isoformat()
+    fresh = figure(previous, Metric.MEMBER_REVENUE_SHARE).numerator
+    assert fresh == stored + Decimal("33.00")
+    assert figure(current, Metric.MEMBER_REVENUE_POP).denominator == fresh
     incremental = snapshot(shop.program)
     full(shop.program)
     assert snapshot(shop.program) == incremental
