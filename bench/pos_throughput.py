@@ -305,7 +305,7 @@ def start_gunicorn(
             "--workers",
             str(workers),
             "--worker-class",
-            "gthread",
+            "loyalty.gunicorn_worker.BalancedThreadWorker",
             "--threads",
             str(threads),
             *extra,
@@ -375,6 +375,29 @@ def _children(pid: int) -> list[int]:
             with contextlib.suppress(OSError):
                 found.extend(int(c) for c in (task / "children").read_text().split())
     return found
+
+
+def connections_per_worker(port: int, workers: list[int]) -> list[int]:
+    """The established connections to `port` that each gunicorn worker holds (Linux /proc),
+    most first: how evenly the clients' kept-alive connections spread."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(fields[9])
+    counts = []
+    for pid in workers:
+        held = 0
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    link = os.readlink(fd)
+                    if link.startswith("socket:[") and link[8:-1] in inodes:
+                        held += 1
+        counts.append(held)
+    return sorted(counts, reverse=True)
 
 
 def _postgres_pids(dbname: str) -> list[int]:
@@ -905,9 +928,17 @@ def main() -> int:
                 "redis": _redis_pids,
             }
         )
+        # Halfway through the measured window: the connections each worker holds.
+        spread: list[int] = []
+        probe = threading.Timer(
+            args.warmup + args.seconds / 2,
+            lambda: spread.extend(connections_per_worker(port, _children(gunicorn.pid))),
+        )
+        probe.start()
         http = asyncio.run(
             http_load(port, key, cards, args.clients, args.seconds, args.warmup, meter)
         )
+        probe.join()
     finally:
         stop_process_group(gunicorn)
     # The workers' backends have exited, so their statistics are flushed.
@@ -920,7 +951,10 @@ def main() -> int:
         http_rate,
     )
     print(f"  CPU ms per purchase: {cpu_ms_per_op(http.cpu, len(http.latencies))}")
-    print(f"  connections opened: {http.connections} for {http.ok_total} purchases")
+    print(
+        f"  connections opened: {http.connections} for {http.ok_total} purchases; held per "
+        f"worker halfway through: {spread}"
+    )
     server = {k: round((after[k] - before[k]) / max(1, http.ok_total), 2) for k in before}
     print(f"  PostgreSQL counters per purchase: {server}")
 
@@ -949,6 +983,7 @@ def main() -> int:
         "errors": errors,
         "error_samples": http.error_samples,
         "connections": http.connections,
+        "connections_per_worker": spread,
         "cpu": http.cpu,
         "cpu_ms_per_purchase": cpu_ms_per_op(http.cpu, len(http.latencies)),
         "machine_busy_before_pct": busy_before,
