@@ -9,7 +9,10 @@ which the GIL caps at one core while the others idle. Here each worker publishes
 connections it holds, in memory shared by every worker of the server, and listens for new ones
 only while no other live worker holds fewer. The least loaded worker is always listening, so
 a new connection never waits for a busy one (a policy of accepting only with a free thread
-left connections queued for seconds: docs/architecture.md, "Hot path of a purchase").
+left connections queued for seconds: docs/architecture.md, "Hot path of a purchase"). A
+worker holding two connections more than another closes one after its answer, so the
+connections open move too (after a worker is recycled, its tills reconnect to the others
+while it boots).
 """
 
 import multiprocessing
@@ -38,20 +41,20 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def least_loaded(
+def fewer_elsewhere(
     slot: int,
     pids: Sequence[int],
     conns: Sequence[int],
     alive: Callable[[int], bool] = pid_alive,
-) -> bool:
-    """Whether the worker in `slot` holds no more connections than any other live worker (a
-    slot left by a worker that died without clearing it does not count)."""
-    mine = conns[slot]
-    return not any(
-        pid and n < mine and alive(pid)
-        for other, (pid, n) in enumerate(zip(pids, conns, strict=True))
-        if other != slot
-    )
+) -> int | None:
+    """The fewest connections that another live worker holds, when fewer than the worker in
+    `slot` holds; None when none holds fewer (a slot left by a worker that died without
+    clearing it does not count)."""
+    mine, fewest = conns[slot], None
+    for other, (pid, n) in enumerate(zip(pids, conns, strict=True)):
+        if other != slot and pid and n < mine and (fewest is None or n < fewest) and alive(pid):
+            fewest = n
+    return fewest
 
 
 def claim_slot(pid: int) -> int:
@@ -75,14 +78,15 @@ class BalancedThreadWorker(ThreadWorker):
     """gunicorn's `gthread` worker, listening only while it is among the least loaded.
 
     The base worker enables its listener on each turn of its event loop when
-    `nr_conns < worker_connections`; both are properties here: the count is published to the
-    shared memory on every change, and the limit is lowered to the count while another worker
-    holds fewer connections."""
+    `nr_conns < worker_connections`, and closes a connection after its answer when it already
+    keeps `max_keepalived` idle ones. All three are properties here: the count is published to
+    the shared memory on every change, the limit is lowered to the count while another worker
+    holds fewer connections, and `max_keepalived` drops to 0 while another holds two fewer."""
 
     def __init__(self, *args, **kwargs):
         self._slot: int | None = None
         self._nr_conns = 0
-        self._limit = 0
+        self._limit = self._max_keepalived = 0
         super().__init__(*args, **kwargs)
 
     @property
@@ -95,24 +99,57 @@ class BalancedThreadWorker(ThreadWorker):
         if self._slot is not None:
             _conns[self._slot] = value
 
+    def _fewer_elsewhere(self) -> int | None:
+        if self._slot is None:
+            return None
+        used = _used.value
+        return fewer_elsewhere(self._slot, _pids[:used], _conns[:used])
+
     @property
     def worker_connections(self) -> int:
-        if self._slot is None or self._nr_conns >= self._limit:
+        if self._nr_conns >= self._limit or self._fewer_elsewhere() is None:
             return self._limit
-        used = _used.value
-        if least_loaded(self._slot, _pids[:used], _conns[:used]):
-            return self._limit
-        return self._nr_conns  # not below it: stop listening until the others catch up
+        return self._nr_conns  # another holds fewer: stop listening until it catches up
 
     @worker_connections.setter
     def worker_connections(self, value: int) -> None:
         self._limit = value
 
-    def init_process(self):
-        # In the worker, after the fork; the base class runs the event loop from here.
+    @property
+    def max_keepalived(self) -> int:
+        # Read after each request: a worker holding two connections more than another closes
+        # this one after its answer ("Connection: close"), and the till reconnects to a worker
+        # that listens. Connections already open move that way after a worker was recycled
+        # (its tills reconnected to the others while it booted).
+        fewest = self._fewer_elsewhere()
+        if fewest is not None and fewest <= self._nr_conns - 2:
+            return 0
+        return self._max_keepalived
+
+    @max_keepalived.setter
+    def max_keepalived(self, value: int) -> None:
+        self._max_keepalived = value
+
+    def set_accept_enabled(self, enabled):
+        # The base class stops listening for good once the worker is shutting down (recycled
+        # after --max-requests, or stopped): it leaves the count, or a draining worker holding
+        # few connections would keep every other worker from listening until it exits.
+        if not enabled and not self.alive:
+            self._leave()
+        super().set_accept_enabled(enabled)
+
+    def _leave(self):
+        if self._slot is not None:
+            release_slot(self._slot)
+            self._slot = None
+
+    def run(self):
+        # Counted from the start of the event loop, once the application is loaded: a worker
+        # still booting (a second of imports) and counted with no connection would keep the
+        # others from listening while it cannot accept yet.
         self._slot = claim_slot(os.getpid())
         _conns[self._slot] = self._nr_conns
         try:
-            super().init_process()
+            super().run()
         finally:
-            release_slot(self._slot)
+            self._leave()
