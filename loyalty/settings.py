@@ -185,6 +185,11 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# The memory PostgreSQL may give each sort or hash of the nightly KPI reads of one period
+# (analytics.kpis.period_facts), local to their transaction: at a million members their
+# aggregates of a few million rows spill to disk with the server's default of 4 MB.
+KPI_WORK_MEM = env.str("KPI_WORK_MEM", default="64MB")
+
 # Authentication -------------------------------------------------------------------------------
 PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",

@@ -262,6 +262,18 @@ def test_queries_per_period_do_not_grow_with_members(shop):
     assert len(small) < 60
 
 
+@pytest.mark.postgres
+def test_the_reads_of_a_period_run_with_the_configured_work_mem(shop, settings):
+    settings.KPI_WORK_MEM = "5MB"
+    with CaptureQueriesContext(connection) as captured:
+        recompute(shop.program, "month", [date(2026, 9, 1)])
+    set_configs = [q["sql"] for q in captured if "set_config" in q["sql"]]
+    # Set with set_config(..., true): local to the reads' transaction.
+    assert any(
+        "'work_mem'" in sql and "'5MB'" in sql and "true" in sql.lower() for sql in set_configs
+    ), set_configs
+
+
 def test_command_recomputes_the_programs_asked(shop):
     out = StringIO()
     call_command("recompute_kpis", "--program", "shop", "--full", "--period", "month", stdout=out)
