@@ -909,10 +909,10 @@ def compute_period(
 
 
 def member_revenue(result: PeriodResult) -> Decimal:
-    """The program's member revenue in a period's figures (the numerator of its share)."""
+    """The program's member revenue in a period's figures (its `REVENUE_MEMBER` figure)."""
     for figure in result.figures:
-        if figure.metric == Metric.MEMBER_REVENUE_SHARE and figure.dimension == Dimension.PROGRAM:
-            return figure.numerator
+        if figure.metric == Metric.REVENUE_MEMBER and figure.dimension == Dimension.PROGRAM:
+            return figure.value
     raise ValueError(f"no member revenue among the figures of {result.period}")
 
 

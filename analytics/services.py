@@ -305,9 +305,9 @@ def _unchanged_revenues(program: Program, plan: list[Period]) -> dict[Period, De
         period_start__in=sorted(q.start for q in wanted),
         dimension=Dimension.PROGRAM,
         dimension_key="",
-        metric=Metric.MEMBER_REVENUE_SHARE,
-        numerator__isnull=False,
-    ).values_list("period_start", "numerator")
+        metric=Metric.REVENUE_MEMBER,
+        value__isnull=False,
+    ).values_list("period_start", "value")
     return {period_containing(kind, start): kpis.money(value) for start, value in rows}
 
 

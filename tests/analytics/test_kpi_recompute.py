@@ -172,10 +172,10 @@ def test_incremental_run_takes_unchanged_periods_revenue_from_their_snapshots(sh
             metric=metric,
         )
 
-    stored = figure(previous, Metric.MEMBER_REVENUE_SHARE).numerator
+    stored = figure(previous, Metric.REVENUE_MEMBER).value
     # A mark on P-1's stored member revenue shows where the run takes it from.
-    KpiValue.objects.filter(pk=figure(previous, Metric.MEMBER_REVENUE_SHARE).pk).update(
-        numerator=Decimal("999.00")
+    KpiValue.objects.filter(pk=figure(previous, Metric.REVENUE_MEMBER).pk).update(
+        value=Decimal("999.00")
     )
     shop.buy("today", shop.m1, shop.store_w, timezone.now(), "10.00")
     summary = services.recompute_kinds(shop.program, KINDS)["kinds"]["month"]
@@ -187,7 +187,7 @@ def test_incremental_run_takes_unchanged_periods_revenue_from_their_snapshots(sh
     shop.buy("late", shop.m2, shop.store_w, when, "33.00")
     summary = services.recompute_kinds(shop.program, KINDS)["kinds"]["month"]
     assert summary["first"] == previous.start.isoformat()
-    fresh = figure(previous, Metric.MEMBER_REVENUE_SHARE).numerator
+    fresh = figure(previous, Metric.REVENUE_MEMBER).value
     assert fresh == stored + Decimal("33.00")
     assert figure(current, Metric.MEMBER_REVENUE_POP).denominator == fresh
     incremental = snapshot(shop.program)
