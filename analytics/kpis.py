@@ -417,6 +417,14 @@ WHERE program_id = %s AND effective_at < %s
 GROUP BY member_id HAVING SUM(points) > 0
 """  # noqa: S608
 
+# The members of a program whose ledger has a debit (a redemption, an expiry, a return) or a
+# release: only their outstanding points depend on the order of their rows. The others hold
+# every credit they were given.
+_CONSUMERS_SQL = f"""
+SELECT DISTINCT member_id FROM {E}
+WHERE program_id = %s AND (points < 0 OR kind = 'release')
+"""  # noqa: S608
+
 
 def outstanding_by_month(program: Program, end, months: list[date]) -> dict[int | None, int]:
     """Outstanding points at `end` by the index in `months` (local first days) of the month
@@ -461,19 +469,32 @@ def outstanding_by_month(program: Program, end, months: list[date]) -> dict[int 
   SELECT c.points, COALESCE(c.earned_at, c.effective_at) AS earned, TRUE AS credit,
          m.points_available + m.points_pending AS b, {newer.format(credits="c.points")} AS newer
   FROM {E} c JOIN {M} m ON m.id = c.member_id
-  WHERE c.program_id = %s AND c.points > 0 AND c.kind <> 'release'
-    AND m.points_available + m.points_pending > 0"""  # noqa: S608
+  WHERE c.program_id = %s AND c.points > 0 AND c.kind <> 'release'"""  # noqa: S608
             lots_params = [program.pk]
+        # Members who never spent, lost, gave back or moved points (no debit, no release) keep
+        # every credit. So the outstanding points are every member's credits, summed without
+        # ordering, corrected for the members with a debit or a release (`_CONSUMERS_SQL`, a
+        # tenth of the members of the demo program at a million) by what the ordered pass above
+        # keeps of each of their credits less the credit itself.
+        lots += "\n    AND c.member_id IN (SELECT member_id FROM cx)"
+        all_case, all_case_params = _bucket_case("COALESCE(c.earned_at, c.effective_at)", ends)
         sql = f"""
-SELECT {case} AS bucket,
-       SUM(CASE WHEN lots.b - lots.newer < lots.points THEN lots.b - lots.newer
-                ELSE lots.points END)
-FROM ({lots}
-) lots
-WHERE lots.credit AND lots.newer < lots.b
+WITH cx AS MATERIALIZED ({_CONSUMERS_SQL})
+SELECT kept.bucket, SUM(kept.points) FROM (
+  SELECT {case} AS bucket,
+         CASE WHEN lots.newer >= lots.b THEN 0
+              WHEN lots.b - lots.newer < lots.points THEN lots.b - lots.newer
+              ELSE lots.points END - lots.points AS points
+  FROM ({lots}
+  ) lots
+  WHERE lots.credit
+  UNION ALL
+  SELECT {all_case}, c.points FROM {E} c
+  WHERE c.program_id = %s AND c.effective_at < %s AND c.points > 0 AND c.kind <> 'release'
+) kept
 GROUP BY 1
 """  # noqa: S608
-        all_params = [*case_params, *lots_params]
+        all_params = [program.pk, *case_params, *lots_params, *all_case_params, *params]
     else:
         case, case_params = _bucket_case("COALESCE(last.at, m.enrolled_at)", ends)
         sql = f"""
@@ -563,16 +584,24 @@ _NO_EXPIRY_SQL = "SELECT st.i, NULL, SUM(st.b) FROM st GROUP BY 1"
 # After earning, at every month end at once, as changes: a member's month m of credits keeps
 # clamp(C(m) - K, 0, cr(m)) of them while K, the points consumed so far (credits - balance), is
 # the member's; K only moves in the months the member has ledger rows, so each (month of
-# credits m, later month n of rows) where it moves gives one change of what m keeps. The sums
-# of the changes by (n, m) are few (months x months); what month m keeps at the end of month d
-# is the running sum of its changes up to d, added up in Python.
+# credits m, later month n of rows) where it moves across m's credits gives one change of what m
+# keeps. The sums of the changes by (n, m) are few (months x months); what month m keeps at the
+# end of month d is the running sum of its changes up to d, added up in Python.
+# A member without a debit or a release keeps each month of credits whole from that month on:
+# one change per month of credits. So the changes are every member's credits by month (the
+# last part, no ordering), corrected for the members with a debit or a release
+# (`_CONSUMERS_SQL`, a tenth of the members of the demo program at a million): at their month
+# of credits, what it keeps less the credits; later, the months where K moves across them (K
+# moves in few months: the pairs are joined only there, and only for months of credits that
+# some later K reaches, k_hi and k_lo being K's extremes from that month on).
 _KEEP = "CASE WHEN {x} <= 0 THEN 0 WHEN {x} >= m.cr THEN m.cr ELSE {x} END"
 _BY_EARNING_CHANGES_SQL = """
-WITH mm AS (
+WITH cx AS MATERIALIZED ({consumers}),
+mm AS (
   SELECT member_id, {month} AS month, SUM(points) AS s,
          SUM(CASE WHEN points > 0 AND kind <> 'release' THEN points ELSE 0 END) AS cr
   FROM {ledger}
-  WHERE program_id = %s AND effective_at < %s
+  WHERE program_id = %s AND effective_at < %s AND member_id IN (SELECT member_id FROM cx)
   GROUP BY 1, 2
 ),
 cum AS (
@@ -584,17 +613,26 @@ cum AS (
 ),
 st AS (
   SELECT member_id, month, cr, c, k,
-         LAG(k) OVER (PARTITION BY member_id ORDER BY month) AS k_prev
+         LAG(k) OVER (PARTITION BY member_id ORDER BY month) AS k_prev,
+         MAX(k) OVER later AS k_hi, MIN(k) OVER later AS k_lo
   FROM cum
+  WINDOW later AS (
+    PARTITION BY member_id ORDER BY month ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING
+  )
 )
-SELECT n.month, m.month,
-       SUM({keep_now} - CASE WHEN n.month = m.month THEN 0 ELSE {keep_before} END)
-FROM st m JOIN st n ON n.member_id = m.member_id AND n.month >= m.month
-WHERE m.cr > 0 AND (
-  n.month = m.month
-  OR NOT ((n.k >= m.c AND n.k_prev >= m.c) OR (n.k <= m.c - m.cr AND n.k_prev <= m.c - m.cr))
-)
+SELECT m.month, m.month, SUM({keep_own} - m.cr) FROM st m WHERE m.cr > 0 GROUP BY 1
+UNION ALL
+SELECT n.month, m.month, SUM({keep_now} - {keep_before})
+FROM st m JOIN st n ON n.member_id = m.member_id AND n.month > m.month
+WHERE m.cr > 0 AND m.k_hi > m.c - m.cr AND m.k_lo < m.c AND n.k <> n.k_prev
+  AND NOT ((n.k >= m.c AND n.k_prev >= m.c) OR (n.k <= m.c - m.cr AND n.k_prev <= m.c - m.cr))
 GROUP BY 1, 2
+UNION ALL
+SELECT whole.month, whole.month, whole.points FROM (
+  SELECT {month} AS month, SUM(points) AS points FROM {ledger}
+  WHERE program_id = %s AND effective_at < %s AND points > 0 AND kind <> 'release'
+  GROUP BY 1
+) whole
 """
 
 
@@ -603,12 +641,16 @@ def _grouped_outstanding_by_earning(
 ) -> dict[date, dict[date | None, int]]:
     month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
     sql = _BY_EARNING_CHANGES_SQL.format(
+        consumers=_CONSUMERS_SQL,
         month=month,
         ledger=E,
+        keep_own=_KEEP.format(x="(m.c - m.k)"),
         keep_now=_KEEP.format(x="(m.c - n.k)"),
         keep_before=_KEEP.format(x="(m.c - n.k_prev)"),
     )
-    params = [*month_params, program.pk, dt(months[-1].bounds(program.tzinfo)[1])]
+    end = dt(months[-1].bounds(program.tzinfo)[1])
+    params = [program.pk, *month_params, program.pk, end]
+    params += [*month_params, program.pk, end]
     changes: dict[date, list[tuple[date, int]]] = defaultdict(list)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -235,6 +235,68 @@ def test_breakage_and_liability_by_expiry_month_with_expiring_points(db):
     assert liability.inputs["expected_breakage_points"] == 38
 
 
+def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
+    """Members who never spend keep every credit; a member who spends loses the oldest first.
+    Both the per-month query (the nightly run's) and the grouped one (a full recompute's)."""
+    from analytics import kpis
+    from analytics.periods import periods_between
+    from tests.factories import make_reward
+
+    program = ProgramFactory(
+        slug="fifo",
+        return_window_days=0,
+        backdating_days=3650,
+        expiry_policy=Program.ExpiryPolicy.AFTER_EARNING,
+        expiry_months=12,
+    )
+    store = StoreFactory(program=program)
+    saver = enrol_on(program, "saver@example.com", paris(8, 1))
+    spender = enrol_on(program, "spender@example.com", paris(8, 1))
+    reward = make_reward(program, points_cost=130)
+
+    def buy(member, receipt, when, amount):
+        record_purchase(
+            store=store,
+            receipt_id=receipt,
+            amount=Decimal(amount),
+            currency="EUR",
+            occurred_at=when,
+            card_number=member.card_number,
+        )
+
+    buy(saver, "s1", paris(8, 10), "100.00")  # 100 points credited in August
+    buy(saver, "s2", paris(9, 10), "50.00")  # 50 in September
+    buy(spender, "p1", paris(8, 12), "100.00")  # 100 in August
+    buy(spender, "p2", paris(9, 12), "60.00")  # 60 in September
+    # 130 points spent on 20 October: August's 100 first, then 30 of September's 60.
+    redeem(member=spender, reward=reward, channel="staff", now=paris(10, 20))
+    buy(spender, "p3", paris(10, 25), "20.00")  # 20 in October
+
+    expected = {
+        # End of August: both members hold their August credits.
+        AUG: {AUG: 200},
+        # End of September: nothing spent yet.
+        SEP: {AUG: 200, SEP: 110},
+        # End of October: the saver's 100 + 50; the spender's 30 of September and 20 of
+        # October.
+        OCT: {AUG: 100, SEP: 80, OCT: 20},
+    }
+    first_day = kpis.first_activity_day(program)
+    months = periods_between("month", AUG, OCT)
+    assert [m.start for m in months] == [AUG, SEP, OCT]
+    per_month = {m.start: kpis.outstanding_at(program, m, first_day) for m in months}
+    assert per_month == expected
+    assert kpis.grouped_outstanding(program, months) == expected
+    # Through the recompute: the end of October's points expire a year after they were earned.
+    recompute(program, "month", full=True)
+    rows = KpiLiabilityByExpiry.objects.filter(program=program, period_start=OCT)
+    assert [(r.expiry_month, r.points) for r in rows] == [
+        (date(2027, 8, 1), 100),
+        (date(2027, 9, 1), 80),
+        (date(2027, 10, 1), 20),
+    ]
+
+
 def test_program_cost_and_roi_recomputable_from_the_stored_inputs(computed):
     p = computed.program
     # September: hosting 450.00 + launch 1,200 / 12 = 100.00 + one gift 5.00 (the cancelled
