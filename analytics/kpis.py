@@ -1231,47 +1231,65 @@ def _add_totals(rows: list[dict], active: int) -> dict:
 
 _ACTIVITY_SQL = """
 WITH act AS (
-  SELECT p.member_id, {period} AS period, COUNT(*) AS n
+  SELECT p.member_id, {period} AS period, COUNT(*) AS n{channel_flags}
   FROM {purchases} p
   WHERE p.program_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s
     AND p.total_amount > p.returned_amount AND p.member_id IS NOT NULL
   GROUP BY 1, 2
 ),
 seq AS (
-  SELECT member_id, period, n,
+  SELECT member_id, period, n{channel_columns},
          LAG(period) OVER (PARTITION BY member_id ORDER BY period) AS prev
   FROM act
 )
 SELECT seq.period, seq.prev, {cohort} AS cohort, COUNT(*),
-       SUM(CASE WHEN seq.n >= 2 THEN 1 ELSE 0 END)
+       SUM(CASE WHEN seq.n >= 2 THEN 1 ELSE 0 END){channel_sums}
 FROM seq {join}
 GROUP BY 1, 2{group_cohort}
 """
 
 
-def _member_activity(program: Program, kind: str, lo, hi) -> list[tuple]:
+def _member_activity(
+    program: Program, kind: str, lo, hi, channels: dict[str, list[int]]
+) -> list[tuple]:
     """Set-based member activity over [lo, hi): one row of (period, member's previous active
-    period, enrolment month for month periods, members, members with two purchases or more)
-    per combination; from the distinct (member, period) pairs, each with the member's
-    previous active period (LAG), so that retention is the pairs whose previous period is
-    P-1, and cohorts the pairs by enrolment month."""
+    period, enrolment month for month periods, members, members with two purchases or more,
+    then the members who bought in each channel of `channels` (channel: its store ids), in
+    its order) per combination; from the distinct (member, period) pairs, each with the
+    member's previous active period (LAG), so that retention is the pairs whose previous
+    period is P-1, and cohorts the pairs by enrolment month. A member's channels ride along
+    on their pair: the active members per channel need no read of their own."""
     period, period_params = period_sql("p.occurred_at", kind, program)
+    flags, columns, sums, channel_params = [], [], [], []
+    for i, store_ids in enumerate(channels.values()):
+        marks = ", ".join("%s" for _ in store_ids)
+        flags.append(f"MAX(CASE WHEN p.store_id IN ({marks}) THEN 1 ELSE 0 END) AS c{i}")
+        columns.append(f"c{i}")
+        sums.append(f"SUM(seq.c{i})")
+        channel_params += store_ids
     cohort_params: list = []
     if kind == PeriodKind.MONTH:
-        cohort, cohort_params = period_sql("m.enrolled_at", kind, program)
-        join, group_cohort = f"JOIN {M} m ON m.id = seq.member_id", ", 3"
+        # The enrolment month of each member once, not once per (member, period) pair.
+        cohort, cohort_params = period_sql("enrolled_at", kind, program)
+        join = (
+            f"JOIN (SELECT id, {cohort} AS cohort FROM {M} WHERE program_id = %s) m"  # noqa: S608
+            " ON m.id = seq.member_id"
+        )
+        cohort, group_cohort = "m.cohort", ", 3"
+        cohort_params.append(program.pk)
     else:
         cohort, join, group_cohort = "NULL", "", ""
     sql = _ACTIVITY_SQL.format(
-        period=period, purchases=P, cohort=cohort, join=join, group_cohort=group_cohort
+        period=period,
+        purchases=P,
+        channel_flags="".join(f", {flag}" for flag in flags),
+        channel_columns="".join(f", {column}" for column in columns),
+        channel_sums="".join(f", {total}" for total in sums),
+        cohort=cohort,
+        join=join,
+        group_cohort=group_cohort,
     )
-    params = [
-        *period_params,
-        program.pk,
-        dt(lo),
-        dt(hi),
-        *cohort_params,
-    ]
+    params = [*period_params, *channel_params, program.pk, dt(lo), dt(hi), *cohort_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
@@ -1340,24 +1358,29 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
     lo = periods[0].year_before().bounds(tz)[0]
     hi = periods[-1].bounds(tz)[1]
 
-    # Sales per store and per channel; the program's from the stores'.
+    # Sales per store; the program's and each channel's from the stores'.
     counted = counted_purchases(program, lo, hi).annotate(
         period=_period_annotation(Purchase, "occurred_at", kind, program)
     )
     by_store: dict[date, list[dict]] = defaultdict(list)
-    by_channel: dict[date, list[dict]] = defaultdict(list)
-    for by, grouped in (("store_id", by_store), ("store__channel", by_channel)):
-        rows = counted.values("period", by).annotate(**_PURCHASE_TOTALS).order_by("period", by)
-        for row in rows:
-            grouped[row.pop("period")].append(row)
+    rows = counted.values("period", "store_id").annotate(**_PURCHASE_TOTALS)
+    for row in rows.order_by("period", "store_id"):
+        by_store[row.pop("period")].append(row)
 
     # Member activity: active, repeat buyers, retained (previous active period is P-1),
-    # cohort cells (month periods).
+    # cohort cells (month periods), active members per channel.
+    channels: dict[str, list[int]] = defaultdict(list)
+    for store_id, channel in Store.objects.filter(program=program).values_list("pk", "channel"):
+        channels[channel].append(store_id)
+    channels = dict(sorted(channels.items()))
     active: dict[date, int] = defaultdict(int)
     repeaters: dict[date, int] = defaultdict(int)
     pairs: dict[tuple, int] = defaultdict(int)
     cohort_active: dict[tuple, int] = defaultdict(int)
-    for start, prev, cohort, n, repeat in _member_activity(program, kind, lo, hi):
+    channel_active: dict[tuple, int] = defaultdict(int)
+    for start, prev, cohort, n, repeat, *in_channels in _member_activity(
+        program, kind, lo, hi, channels
+    ):
         start = _day(start)
         active[start] += n
         repeaters[start] += int(repeat or 0)
@@ -1365,6 +1388,21 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
             pairs[(start, _day(prev))] += n
         if cohort is not None and _day(cohort) <= start:
             cohort_active[(_day(cohort), start)] += n
+        for channel, members in zip(channels, in_channels, strict=True):
+            channel_active[(start, channel)] += int(members or 0)
+    by_channel: dict[date, list[dict]] = {}
+    channel_of = {store_id: channel for channel, ids in channels.items() for store_id in ids}
+    for start, stores in by_store.items():
+        of_channel = defaultdict(list)
+        for row in stores:
+            of_channel[channel_of[row["store_id"]]].append(row)
+        by_channel[start] = [
+            {
+                "store__channel": channel,
+                **_add_totals(rows, channel_active.get((start, channel), 0)),
+            }
+            for channel, rows in sorted(of_channel.items())
+        ]
 
     # Enrolments by period (and so members at the end of each period, and cohort sizes).
     enrolments = dict(
