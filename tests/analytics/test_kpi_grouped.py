@@ -19,7 +19,7 @@ from analytics.periods import periods_between
 from loyalty.errors import DomainError
 from loyalty.models import Program, ProgramCost
 from members import jobs
-from members.models import PointsEntry
+from members.models import PointsEntry, Purchase
 from members.services import record_purchase, record_return
 from rewards.models import Reward
 from rewards.services import cancel, redeem
@@ -159,7 +159,9 @@ def test_grouped_queries_equal_period_by_period_queries(seed, time_zone, policy)
             if q["sql"].lstrip().upper().startswith(("SELECT", "WITH"))
             and "set_config" not in q["sql"]
         ]
-        assert len(reads) <= 10  # the 9 reads of the KPIs and the campaign costs
+        # The 9 reads of the KPIs and the campaign costs; the stores' channels; the zones of
+        # the programs and the statistics in place (ensure_period_statistics).
+        assert len(reads) <= 12
         for period, result in zip(periods, grouped, strict=True):
             single = kpis.compute_period(program, period, first_day=first_day, costs=costs)
             assert result.period == period
@@ -181,3 +183,59 @@ def test_a_full_recompute_runs_the_grouped_queries(shop):
     # first-activity lookup; the campaign costs (bonuses net of the returned share of their
     # purchase).
     assert len(reads) == 4
+
+
+def _group_estimate(expression: str, table: str) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) SELECT {expression} FROM {table} GROUP BY 1")  # noqa: S608
+        plan = cursor.fetchone()[0]
+    return plan[0]["Plan"]["Plan Rows"]
+
+
+@pytest.mark.postgres
+def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions(shop):
+    """Without statistics, PostgreSQL estimates a group per distinct timestamp; with those
+    that a full recompute creates, about one per period, for the program's time zone only."""
+    program = shop.program
+    with connection.cursor() as cursor:
+        # Left by tests that commit (statistics are not data: a flush keeps them).
+        cursor.execute(
+            "SELECT stxname FROM pg_statistic_ext WHERE stxname LIKE 'analytics_period_%%'"
+        )
+        for (name,) in cursor.fetchall():
+            cursor.execute(f'DROP STATISTICS "{name}"')
+    month = "CAST(DATE_TRUNC('month', occurred_at AT TIME ZONE 'Europe/Paris') AS date)"
+    distinct = Purchase.objects.filter(program=program).values("occurred_at").distinct().count()
+    assert distinct > 8
+    assert _group_estimate(month, "members_purchase") >= distinct
+
+    services.recompute(program, "month", full=True)
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stxname FROM pg_statistic_ext WHERE stxname LIKE 'analytics_period_%%'"
+        )
+        names = sorted(row[0] for row in cursor.fetchall())
+    assert [name.rsplit("_", 2)[0] for name in names] == [
+        "analytics_period_pointsentry",
+        "analytics_period_purchase",
+    ]
+    # August to October: three months of purchases.
+    assert _group_estimate(month, "members_purchase") <= 4
+    effective_month = month.replace("occurred_at", "effective_at")
+    assert _group_estimate(effective_month, "members_pointsentry") <= 4
+    # Another run creates nothing; when the program moves to another zone, the statistics
+    # of the old one go and the new zone's come.
+    assert kpis.ensure_period_statistics(["month"]) == []
+    program.time_zone = "America/Montreal"
+    program.save(update_fields=["time_zone"])
+    created = kpis.ensure_period_statistics(["month"])
+    assert len(created) == 2
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT stxname FROM pg_statistic_ext WHERE stxname LIKE 'analytics_period_%%'"
+        )
+        assert sorted(row[0] for row in cursor.fetchall()) == sorted(created)
+    assert (
+        _group_estimate(month.replace("Europe/Paris", "America/Montreal"), "members_purchase") <= 4
+    )
