@@ -1168,6 +1168,24 @@ def grouped_reward_costs(program: Program, kind: str, periods: list[Period]) -> 
     return {row["period"]: row["total"] for row in rows}
 
 
+# The purchases' side is read only for the purchases with points taken back by a return: a
+# bonus on a purchase never returned counts whole. (Joining every award to its purchase hashed
+# the program's nine million purchases for 1.8 s at a million members.)
+_CAMPAIGN_COSTS_SQL = """
+SELECT {period} AS period,
+       SUM(a.points) FILTER (WHERE a.purchase_id IS NOT NULL)
+         - COALESCE(SUM(a.points * r.points_reversed / r.points_earned), 0),
+       SUM(a.points) FILTER (WHERE a.purchase_id IS NULL)
+FROM {awards} a
+LEFT JOIN (
+  SELECT id, points_reversed, points_earned FROM {purchases}
+  WHERE program_id = %s AND points_reversed > 0
+) r ON r.id = a.purchase_id
+WHERE a.program_id = %s AND a.occurred_at >= %s AND a.occurred_at < %s AND a.points > 0
+GROUP BY 1
+"""
+
+
 def grouped_campaign_costs(
     program: Program, kind: str, periods: list[Period]
 ) -> dict[date, Decimal]:
@@ -1175,30 +1193,25 @@ def grouped_campaign_costs(
     campaign points given (purchase bonuses net of the returned share of their purchase, plus
     lifecycle bonuses) x the cost of one point, in one grouped query."""
     tz = program.tzinfo
-    on_purchases = F("points") - F("points") * F("purchase__points_reversed") / F(
-        "purchase__points_earned"
+    period, period_params = period_sql("a.occurred_at", kind, program)
+    sql = _CAMPAIGN_COSTS_SQL.format(
+        period=period, awards=CampaignAward._meta.db_table, purchases=P
     )
-    rows = (
-        CampaignAward.objects.filter(
-            program=program,
-            occurred_at__gte=periods[0].bounds(tz)[0],
-            occurred_at__lt=periods[-1].bounds(tz)[1],
-            points__gt=0,
-        )
-        .annotate(period=_period_annotation(CampaignAward, "occurred_at", kind, program))
-        .values("period")
-        .annotate(
-            on_purchases=Sum(on_purchases, default=0, filter=Q(purchase__isnull=False)),
-            lifecycle=Sum("points", default=0, filter=Q(purchase__isnull=True)),
-        )
-        .order_by()
-    )
+    params = [
+        *period_params,
+        program.pk,
+        program.pk,
+        dt(periods[0].bounds(tz)[0]),
+        dt(periods[-1].bounds(tz)[1]),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
     return {
-        _day(row["period"]): (
-            Decimal(int(row["on_purchases"] or 0) + int(row["lifecycle"] or 0))
-            * program.point_cost_amount
+        _day(start): (
+            Decimal(int(on_purchases or 0) + int(lifecycle or 0)) * program.point_cost_amount
         ).quantize(Decimal("0.01"))
-        for row in rows
+        for start, on_purchases, lifecycle in rows
     }
 
 

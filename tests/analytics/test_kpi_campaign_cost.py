@@ -10,7 +10,7 @@ import pytest
 from analytics.models import KpiValue, Metric
 from analytics.services import recompute
 from loyalty.models import Campaign
-from members.services import record_purchase
+from members.services import record_purchase, record_return
 from tests.factories import ProgramFactory, StoreFactory, TierFactory, enrol
 
 from .conftest import paris
@@ -72,3 +72,20 @@ def test_campaign_points_are_costed_in_the_period_they_were_given():
         start, end = period.bounds(program.tzinfo)
         assert grouped.get(period.start, Decimal("0.00")) == campaign_costs(program, start, end)
     assert sum(grouped.values()) == Decimal("2.00")
+
+    # Half of S2 comes back: half of its bonus is taken back with its points (100 - 100 x
+    # 10/20 = 50 points): September costs 1.50, in both forms.
+    record_return(
+        store=store,
+        receipt_id="S2",
+        return_id="R2",
+        amount=Decimal("10.00"),
+        occurred_at=paris(9, 25),
+    )
+    recompute(program, "month", full=True)
+    assert cost(9).inputs["campaigns"] == "1.50"
+    grouped = grouped_campaign_costs(program, "week", periods)
+    for period in periods:
+        start, end = period.bounds(program.tzinfo)
+        assert grouped.get(period.start, Decimal("0.00")) == campaign_costs(program, start, end)
+    assert sum(grouped.values()) == Decimal("1.50")
