@@ -17,6 +17,7 @@ Rounding: money and percentages to 0.01 (half up), from unrounded inputs.
 """
 
 import hashlib
+import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -48,6 +49,8 @@ from rewards.models import Redemption
 
 from .models import Dimension, Metric, PeriodKind
 from .periods import Period, period_containing, periods_between
+
+logger = logging.getLogger(__name__)
 
 CENT = Decimal("0.01")
 HUNDRED = Decimal(100)
@@ -1369,6 +1372,19 @@ def _period_statistics_name(model, kind: str, time_zone: str) -> str:
     return f"{PERIOD_STATISTICS_PREFIX}{model._meta.model_name}_{kind}_{zone}"
 
 
+def _ddl(statement: str) -> bool:
+    """Run `statement` in a savepoint; False, with a warning in the log, when the database
+    refuses it (another recompute created the same statistics at the same moment, or the
+    application's user does not own the table): the recompute goes on without."""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(statement)
+    except DatabaseError as error:
+        logger.warning("KPI planner statistics: %s failed: %s", statement, error)
+        return False
+    return True
+
+
 def ensure_period_statistics(kinds) -> list[str]:
     """Create the statistics on the period expressions of `kinds` for the time zone of every
     program (PostgreSQL; nothing elsewhere), drop those of time zones no program uses any
@@ -1402,19 +1418,13 @@ def ensure_period_statistics(kinds) -> list[str]:
             f"CREATE STATISTICS IF NOT EXISTS {qn(name)} ON ({expression}) "
             f"FROM {qn(model._meta.db_table)}"
         )
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(ddl)
-        except DatabaseError:
-            # Another recompute created it at the same moment.
-            continue
-        created.append(name)
-        analyze.add(model._meta.db_table)
+        if _ddl(ddl):
+            created.append(name)
+            analyze.add(model._meta.db_table)
     for name in existing - set(wanted):
         _model, kind, _zone = name.removeprefix(PERIOD_STATISTICS_PREFIX).rsplit("_", 2)
         if kind in kinds:
-            with connection.cursor() as cursor:
-                cursor.execute(f"DROP STATISTICS IF EXISTS {qn(name)}")
+            _ddl(f"DROP STATISTICS IF EXISTS {qn(name)}")
     for table in sorted(analyze):
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {qn(table)}")

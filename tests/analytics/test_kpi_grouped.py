@@ -239,3 +239,9 @@ def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions
     assert (
         _group_estimate(month.replace("Europe/Paris", "America/Montreal"), "members_purchase") <= 4
     )
+    # A refused statement (here: a column that does not exist, as a user who does not own the
+    # table would be refused) is logged and leaves the recompute's transaction usable.
+    assert not kpis._ddl(
+        'CREATE STATISTICS "analytics_period_x" ON (no_such) FROM members_purchase'
+    )
+    assert Purchase.objects.filter(program=program).exists()
