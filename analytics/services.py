@@ -456,6 +456,11 @@ def recompute_kinds(
         _save_progress(run)
         if dry_run:
             return run.summary
+        # The grouped reads group by the period of each kind, the month-end liability sums
+        # credits by month: statistics on those expressions let PostgreSQL do it in parallel.
+        planned = [kind for kind, plan in plans.items() if plan]
+        if planned:
+            kpis.ensure_period_statistics(sorted({*planned, PeriodKind.MONTH}))
         points_before = _PointsBefore(
             program,
             [

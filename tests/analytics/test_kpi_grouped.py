@@ -5,7 +5,7 @@ nightly jobs, tier upgrades; in three time zones and under each expiry policy.""
 
 import contextlib
 import random
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -152,12 +152,13 @@ def test_grouped_queries_equal_period_by_period_queries(seed, time_zone, policy)
         with CaptureQueriesContext(connection) as grouped_queries:
             grouped = list(kpis.compute_periods(program, periods, first_day=first_day, costs=costs))
         # A handful of grouped queries, whatever the number of periods (besides the
-        # transaction and its settings).
+        # transaction and its settings, and the setting read and restored around one query).
         reads = [
             q["sql"]
             for q in grouped_queries
             if q["sql"].lstrip().upper().startswith(("SELECT", "WITH"))
             and "set_config" not in q["sql"]
+            and "current_setting" not in q["sql"]
         ]
         # The 9 reads of the KPIs and the campaign costs; the stores' channels; the zones of
         # the programs and the statistics in place (ensure_period_statistics).
@@ -204,6 +205,8 @@ def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions
         )
         for (name,) in cursor.fetchall():
             cursor.execute(f'DROP STATISTICS "{name}"')
+        # The column statistics of this test's rows, not of the last test that committed.
+        cursor.execute("ANALYZE members_purchase")
     month = "CAST(DATE_TRUNC('month', occurred_at AT TIME ZONE 'Europe/Paris') AS date)"
     distinct = Purchase.objects.filter(program=program).values("occurred_at").distinct().count()
     assert distinct > 8
@@ -245,3 +248,19 @@ def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions
         'CREATE STATISTICS "analytics_period_x" ON (no_such) FROM members_purchase'
     )
     assert Purchase.objects.filter(program=program).exists()
+
+
+@pytest.mark.postgres
+def test_the_member_activity_read_leaves_the_planner_settings_as_it_found_them(shop):
+    """The cohort join is merged (hash joins off for that one read); the reads after it in the
+    same transaction plan as before."""
+    program = shop.program
+    first, last = periods_between("month", date(2026, 8, 1), date(2026, 10, 1))[::2]
+    with kpis.analytics_reads(kpis.GROUPED_READ_SETTINGS), connection.cursor() as cursor:
+        rows = kpis._member_activity(
+            program, "month", first.bounds(program.tzinfo)[0], last.bounds(program.tzinfo)[1], {}
+        )
+        cursor.execute("SELECT current_setting('enable_hashjoin')")
+        assert cursor.fetchone()[0] == "on"
+    # m1 and m2 in August, m1 and m3 in September, m2 and m3 in October (conftest.py).
+    assert sum(row[3] for row in rows) == 6
