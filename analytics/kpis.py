@@ -1269,42 +1269,61 @@ def _add_totals(rows: list[dict], active: int) -> dict:
 
 _ACTIVITY_SQL = """
 WITH act AS (
-  SELECT p.member_id, {period} AS period, COUNT(*) AS n{channel_flags}
+  SELECT p.member_id, {period} AS period, COUNT(*) AS n{mask_aggregates}
   FROM {purchases} p
   WHERE p.program_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s
     AND p.total_amount > p.returned_amount AND p.member_id IS NOT NULL
   GROUP BY 1, 2
 ),
 seq AS (
-  SELECT member_id, period, n{channel_columns},
+  SELECT member_id, period, n{mask_columns},
          LAG(period) OVER (PARTITION BY member_id ORDER BY period) AS prev
   FROM act
+),
+combos AS (
+  SELECT seq.period AS period, seq.prev AS prev, {cohort} AS cohort{seq_masks},
+         COUNT(*) AS members, SUM(CASE WHEN seq.n >= 2 THEN 1 ELSE 0 END) AS repeaters
+  FROM seq {join}
+  GROUP BY {combo_keys}
 )
-SELECT seq.period, seq.prev, {cohort} AS cohort, COUNT(*),
-       SUM(CASE WHEN seq.n >= 2 THEN 1 ELSE 0 END){channel_sums}
-FROM seq {join}
-GROUP BY 1, 2{group_cohort}
+SELECT 'pairs', period, prev, cohort, SUM(members), SUM(repeaters){null_masks}
+FROM combos GROUP BY period, prev, cohort
+UNION ALL
+SELECT 'stores', period, NULL, NULL, SUM(members), NULL{mask_columns}
+FROM combos GROUP BY period{mask_columns}
 """
+# A member's stores of a period ride along on their pair as bit masks of 63 stores each (bit i
+# of mask k: the program's store number 63k + i): the masks of a period are few (most members
+# buy in one or two stores), so the pairs grouped by them stay few.
+STORES_PER_MASK = 63
 
 
-def _member_activity(
-    program: Program, kind: str, lo, hi, channels: dict[str, list[int]]
-) -> list[tuple]:
-    """Set-based member activity over [lo, hi): one row of (period, member's previous active
-    period, enrolment month for month periods, members, members with two purchases or more,
-    then the members who bought in each channel of `channels` (channel: its store ids), in
-    its order) per combination; from the distinct (member, period) pairs, each with the
-    member's previous active period (LAG), so that retention is the pairs whose previous
-    period is P-1, and cohorts the pairs by enrolment month. A member's channels ride along
-    on their pair: the active members per channel need no read of their own."""
+def store_masks(program: Program) -> list[list[int]]:
+    """The program's store ids in chunks of `STORES_PER_MASK`, in id order: chunk k is mask
+    k, its i-th store bit i."""
+    ids = list(Store.objects.filter(program=program).order_by("pk").values_list("pk", flat=True))
+    return [ids[i : i + STORES_PER_MASK] for i in range(0, len(ids), STORES_PER_MASK)] or [[]]
+
+
+def _member_activity(program: Program, kind: str, lo, hi, masks: list[list[int]]) -> list[tuple]:
+    """Set-based member activity over [lo, hi), from the distinct (member, period) pairs,
+    each with the member's previous active period (LAG), the stores they bought in (`masks`:
+    `store_masks`) and, for month periods, their enrolment month. Rows of two kinds:
+    ('pairs', period, previous active period, enrolment month or None, members, members with
+    two purchases or more), so that retention is the pairs whose previous period is P-1 and
+    cohorts the pairs by enrolment month; ('stores', period, None, None, members, None,
+    mask...), the members of the period who bought in exactly the stores of the masks, so
+    that the active members of a store or a channel are sums over the masks that hold it."""
     period, period_params = period_sql("p.occurred_at", kind, program)
-    flags, columns, sums, channel_params = [], [], [], []
-    for i, store_ids in enumerate(channels.values()):
-        marks = ", ".join("%s" for _ in store_ids)
-        flags.append(f"MAX(CASE WHEN p.store_id IN ({marks}) THEN 1 ELSE 0 END) AS c{i}")
-        columns.append(f"c{i}")
-        sums.append(f"SUM(seq.c{i})")
-        channel_params += store_ids
+    aggregate = "BIT_OR({})" if connection.vendor == "postgresql" else "SUM(DISTINCT {})"
+    mask_aggregates, mask_params = [], []
+    for k, store_ids in enumerate(masks):
+        whens = " ".join("WHEN %s THEN CAST(%s AS bigint)" for _ in store_ids)
+        case = f"CASE p.store_id {whens} ELSE 0 END" if store_ids else "0"
+        mask_aggregates.append(f"{aggregate.format(case)} AS s{k}")
+        for i, store_id in enumerate(store_ids):
+            mask_params += [store_id, 1 << i]
+    columns = [f"s{k}" for k in range(len(masks))]
     cohort_params: list = []
     if kind == PeriodKind.MONTH:
         # The enrolment month of each member once, not once per (member, period) pair.
@@ -1313,21 +1332,22 @@ def _member_activity(
             f"JOIN (SELECT id, {cohort} AS cohort FROM {M} WHERE program_id = %s) m"  # noqa: S608
             " ON m.id = seq.member_id"
         )
-        cohort, group_cohort = "m.cohort", ", 3"
+        cohort = "m.cohort"
         cohort_params.append(program.pk)
     else:
-        cohort, join, group_cohort = "NULL", "", ""
+        cohort, join = "NULL", ""
     sql = _ACTIVITY_SQL.format(
         period=period,
         purchases=P,
-        channel_flags="".join(f", {flag}" for flag in flags),
-        channel_columns="".join(f", {column}" for column in columns),
-        channel_sums="".join(f", {total}" for total in sums),
+        mask_aggregates="".join(f", {aggregate}" for aggregate in mask_aggregates),
+        mask_columns="".join(f", {column}" for column in columns),
+        seq_masks="".join(f", seq.{column}" for column in columns),
+        null_masks=", NULL" * len(columns),
         cohort=cohort,
         join=join,
-        group_cohort=group_cohort,
+        combo_keys=", ".join(str(i) for i in range(1, 4 + len(columns))),
     )
-    params = [*period_params, *channel_params, program.pk, dt(lo), dt(hi), *cohort_params]
+    params = [*period_params, *mask_params, program.pk, dt(lo), dt(hi), *cohort_params]
     with connection.cursor() as cursor:
         if join and connection.vendor == "postgresql":
             # The pairs come out of LAG in member order: merged with the members sorted by id
@@ -1489,43 +1509,54 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
     lo = periods[0].year_before().bounds(tz)[0]
     hi = periods[-1].bounds(tz)[1]
 
-    # Sales per store; the program's and each channel's from the stores'.
+    # Sales per store; the program's and each channel's from the stores'. Their active
+    # members come from the member activity (a distinct count here sorted every purchase
+    # again, in one process: 6 s of a month's full recompute at a million members).
     counted = counted_purchases(program, lo, hi).annotate(
         period=_period_annotation(Purchase, "occurred_at", kind, program)
     )
+    sums = {key: value for key, value in _PURCHASE_TOTALS.items() if key != "active"}
     by_store: dict[date, list[dict]] = defaultdict(list)
-    rows = counted.values("period", "store_id").annotate(**_PURCHASE_TOTALS)
-    for row in rows.order_by("period", "store_id"):
+    for row in counted.values("period", "store_id").annotate(**sums).order_by("period", "store_id"):
         by_store[row.pop("period")].append(row)
 
     # Member activity: active, repeat buyers, retained (previous active period is P-1),
-    # cohort cells (month periods), active members per channel.
-    channels: dict[str, list[int]] = defaultdict(list)
-    for store_id, channel in Store.objects.filter(program=program).values_list("pk", "channel"):
-        channels[channel].append(store_id)
-    channels = dict(sorted(channels.items()))
+    # cohort cells (month periods), active members per store and per channel.
+    masks = store_masks(program)
+    channel_of = dict(Store.objects.filter(program=program).values_list("pk", "channel"))
     active: dict[date, int] = defaultdict(int)
     repeaters: dict[date, int] = defaultdict(int)
     pairs: dict[tuple, int] = defaultdict(int)
     cohort_active: dict[tuple, int] = defaultdict(int)
+    store_active: dict[tuple, int] = defaultdict(int)
     channel_active: dict[tuple, int] = defaultdict(int)
-    for start, prev, cohort, n, repeat, *in_channels in _member_activity(
-        program, kind, lo, hi, channels
+    for row_kind, start, prev, cohort, n, repeat, *bits in _member_activity(
+        program, kind, lo, hi, masks
     ):
-        start = _day(start)
+        start, n = _day(start), int(n)
+        if row_kind == "stores":
+            stores = [
+                store_id
+                for mask, store_ids in zip(bits, masks, strict=True)
+                for i, store_id in enumerate(store_ids)
+                if int(mask or 0) >> i & 1
+            ]
+            for store_id in stores:
+                store_active[(start, store_id)] += n
+            for channel in {channel_of[store_id] for store_id in stores}:
+                channel_active[(start, channel)] += n
+            continue
         active[start] += n
         repeaters[start] += int(repeat or 0)
         if prev is not None:
             pairs[(start, _day(prev))] += n
         if cohort is not None and _day(cohort) <= start:
             cohort_active[(_day(cohort), start)] += n
-        for channel, members in zip(channels, in_channels, strict=True):
-            channel_active[(start, channel)] += int(members or 0)
     by_channel: dict[date, list[dict]] = {}
-    channel_of = {store_id: channel for channel, ids in channels.items() for store_id in ids}
     for start, stores in by_store.items():
         of_channel = defaultdict(list)
         for row in stores:
+            row["active"] = store_active.get((start, row["store_id"]), 0)
             of_channel[channel_of[row["store_id"]]].append(row)
         by_channel[start] = [
             {

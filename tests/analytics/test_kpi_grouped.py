@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from analytics import kpis, services
-from analytics.periods import periods_between
+from analytics.periods import period_containing, periods_between
 from loyalty.errors import DomainError
 from loyalty.models import Program, ProgramCost
 from members import jobs
@@ -160,9 +160,9 @@ def test_grouped_queries_equal_period_by_period_queries(seed, time_zone, policy)
             and "set_config" not in q["sql"]
             and "current_setting" not in q["sql"]
         ]
-        # The 9 reads of the KPIs and the campaign costs; the stores' channels; the zones of
-        # the programs and the statistics in place (ensure_period_statistics).
-        assert len(reads) <= 12
+        # The 9 reads of the KPIs and the campaign costs; the program's stores (their masks
+        # and channels).
+        assert len(reads) <= 11
         for period, result in zip(periods, grouped, strict=True):
             single = kpis.compute_period(program, period, first_day=first_day, costs=costs)
             assert result.period == period
@@ -253,14 +253,69 @@ def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions
 @pytest.mark.postgres
 def test_the_member_activity_read_leaves_the_planner_settings_as_it_found_them(shop):
     """The cohort join is merged (hash joins off for that one read); the reads after it in the
-    same transaction plan as before."""
+    same transaction plan as before. The pairs carry the stores of their purchases."""
     program = shop.program
     first, last = periods_between("month", date(2026, 8, 1), date(2026, 10, 1))[::2]
     with kpis.analytics_reads(kpis.GROUPED_READ_SETTINGS), connection.cursor() as cursor:
         rows = kpis._member_activity(
-            program, "month", first.bounds(program.tzinfo)[0], last.bounds(program.tzinfo)[1], {}
+            program,
+            "month",
+            first.bounds(program.tzinfo)[0],
+            last.bounds(program.tzinfo)[1],
+            kpis.store_masks(program),
         )
         cursor.execute("SELECT current_setting('enable_hashjoin')")
         assert cursor.fetchone()[0] == "on"
     # m1 and m2 in August, m1 and m3 in September, m2 and m3 in October (conftest.py).
-    assert sum(row[3] for row in rows) == 6
+    assert sum(row[4] for row in rows if row[0] == "pairs") == 6
+    # By the stores they bought in (mask: A is bit 0, W bit 1): m1 and m2 in A in August; m1
+    # and m3 in both in September; m2 in A and m3 in W in October.
+    by_stores = {(row[1], row[6]): row[4] for row in rows if row[0] == "stores"}
+    assert by_stores == {
+        (date(2026, 8, 1), 1): 2,
+        (date(2026, 9, 1), 3): 2,
+        (date(2026, 10, 1), 1): 1,
+        (date(2026, 10, 1), 2): 1,
+    }
+
+
+def test_active_members_per_store_and_channel_beyond_one_mask_of_stores(db):
+    """A program with more stores than one bit mask holds (63): a member who bought in the
+    first and the 66th store is one active member of each and of each of their channels, in
+    the grouped form as in the period by period one."""
+    program = ProgramFactory(slug="many-stores", return_window_days=0, backdating_days=3650)
+    TierFactory(program=program, name="Bronze", rank=0)
+    stores = [
+        StoreFactory(program=program, slug=f"s{n}", channel="web" if n == 65 else "shop")
+        for n in range(70)
+    ]
+    x = enrol_on(program, "x@example.com", timezone.now() - timedelta(days=200))
+    y = enrol_on(program, "y@example.com", timezone.now() - timedelta(days=200))
+    when = timezone.now() - timedelta(days=100)
+    for n, (member, store) in enumerate(
+        [(x, stores[0]), (x, stores[65]), (y, stores[65]), (y, stores[65]), (None, stores[69])]
+    ):
+        record_purchase(
+            store=store,
+            receipt_id=f"m{n}",
+            amount=Decimal("10.00"),
+            currency="EUR",
+            occurred_at=when + timedelta(hours=n),
+            card_number=member.card_number if member else None,
+        )
+    assert len(kpis.store_masks(program)) == 2
+    first_day = kpis.first_activity_day(program)
+    periods = periods_between("month", first_day, timezone.localdate(timezone.now()))
+    grouped = kpis.compute_periods(program, periods, first_day=first_day, costs=[])
+    for period, result in zip(periods, grouped, strict=True):
+        single = kpis.compute_period(program, period, first_day=first_day, costs=[])
+        assert result.figures == single.figures, period
+    month = period_containing("month", timezone.localdate(when, program.tzinfo))
+    facts = kpis.grouped_facts(program, periods, first_day=first_day, costs=[])[month]
+    active = {row["store_id"]: row["active"] for row in facts.by_store}
+    assert active == {stores[0].pk: 1, stores[65].pk: 2, stores[69].pk: 0}
+    assert {row["store__channel"]: row["active"] for row in facts.by_channel} == {
+        "shop": 1,
+        "web": 2,
+    }
+    assert facts.totals["active"] == 2
