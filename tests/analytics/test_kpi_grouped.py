@@ -179,7 +179,13 @@ def test_a_full_recompute_runs_the_grouped_queries(shop):
     with CaptureQueriesContext(connection) as queries:
         summary = services.recompute(shop.program, "month", full=True)
     assert summary["total"] > services.PER_PERIOD_UP_TO
-    reads = [q for q in queries if "members_purchase" in q["sql"]]
+    # (On PostgreSQL, the first run also creates and analyses the planner statistics.)
+    reads = [
+        q
+        for q in queries
+        if "members_purchase" in q["sql"]
+        and q["sql"].lstrip().upper().startswith(("SELECT", "WITH"))
+    ]
     # Sales by store, member activity (with the active members per channel); the
     # first-activity lookup; the campaign costs (bonuses net of the returned share of their
     # purchase).
