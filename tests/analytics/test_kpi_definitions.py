@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
+from analytics import kpis
 from analytics.models import (
     KpiCohort,
     KpiLiabilityByExpiry,
@@ -15,12 +16,13 @@ from analytics.models import (
     KpiValue,
     Metric,
 )
+from analytics.periods import periods_between
 from analytics.services import recompute
 from loyalty.models import Program
 from members import jobs
 from members.services import record_purchase
 from rewards.services import redeem
-from tests.factories import ProgramFactory, StaffUserFactory, StoreFactory
+from tests.factories import ProgramFactory, StaffUserFactory, StoreFactory, make_reward
 
 from .conftest import PARIS, build_shop, enrol_on, months_through_today, paris
 
@@ -42,6 +44,28 @@ def figure(program, metric, start=SEP, kind="month", dimension="program", key=""
 
 def value(program, metric, start=SEP, kind="month", dimension="program", key=""):
     return figure(program, metric, start, kind, dimension, key).value
+
+
+def expiring_program(slug, months):
+    """A program whose points expire `months` after they were earned, available at once."""
+    return ProgramFactory(
+        slug=slug,
+        return_window_days=0,
+        backdating_days=3650,
+        expiry_policy=Program.ExpiryPolicy.AFTER_EARNING,
+        expiry_months=months,
+    )
+
+
+def buy(store, member, receipt, when, amount):
+    record_purchase(
+        store=store,
+        receipt_id=receipt,
+        amount=Decimal(amount),
+        currency="EUR",
+        occurred_at=when,
+        card_number=member.card_number,
+    )
 
 
 @pytest.fixture
@@ -188,31 +212,14 @@ def test_points_issued_redeemed_expired_and_liability(computed):
 
 
 def test_breakage_and_liability_by_expiry_month_with_expiring_points(db):
-    program = ProgramFactory(
-        slug="expiring",
-        return_window_days=0,
-        backdating_days=3650,
-        expiry_policy=Program.ExpiryPolicy.AFTER_EARNING,
-        expiry_months=1,
-    )
+    program = expiring_program("expiring", months=1)
     store = StoreFactory(program=program)
     member = enrol_on(program, "x@example.com", paris(8, 1))
-
-    def buy(receipt, when, amount):
-        record_purchase(
-            store=store,
-            receipt_id=receipt,
-            amount=Decimal(amount),
-            currency="EUR",
-            occurred_at=when,
-            card_number=member.card_number,
-        )
-
-    buy("a", paris(8, 10), "100.00")
+    buy(store, member, "a", paris(8, 10), "100.00")
     # The night of 11 September: the 100 points earned on 10 August expire.
     jobs.run_job("expire_points", now=paris(9, 11, 2, 30), programs=[program])
-    buy("b", paris(9, 15), "40.00")
-    buy("c", paris(9, 16), "20.00")
+    buy(store, member, "b", paris(9, 15), "40.00")
+    buy(store, member, "c", paris(9, 16), "20.00")
     recompute(program, "month", full=True)
     # September: 60 issued, 100 expired: breakage 100 / 60.
     assert value(program, Metric.POINTS_EXPIRED) == 100
@@ -238,39 +245,18 @@ def test_breakage_and_liability_by_expiry_month_with_expiring_points(db):
 def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
     """Members who never spend keep every credit; a member who spends loses the oldest first.
     Both the per-month query (the nightly run's) and the grouped one (a full recompute's)."""
-    from analytics import kpis
-    from analytics.periods import periods_between
-    from tests.factories import make_reward
-
-    program = ProgramFactory(
-        slug="fifo",
-        return_window_days=0,
-        backdating_days=3650,
-        expiry_policy=Program.ExpiryPolicy.AFTER_EARNING,
-        expiry_months=12,
-    )
+    program = expiring_program("fifo", months=12)
     store = StoreFactory(program=program)
     saver = enrol_on(program, "saver@example.com", paris(8, 1))
     spender = enrol_on(program, "spender@example.com", paris(8, 1))
     reward = make_reward(program, points_cost=130)
-
-    def buy(member, receipt, when, amount):
-        record_purchase(
-            store=store,
-            receipt_id=receipt,
-            amount=Decimal(amount),
-            currency="EUR",
-            occurred_at=when,
-            card_number=member.card_number,
-        )
-
-    buy(saver, "s1", paris(8, 10), "100.00")  # 100 points credited in August
-    buy(saver, "s2", paris(9, 10), "50.00")  # 50 in September
-    buy(spender, "p1", paris(8, 12), "100.00")  # 100 in August
-    buy(spender, "p2", paris(9, 12), "60.00")  # 60 in September
+    buy(store, saver, "s1", paris(8, 10), "100.00")  # 100 points credited in August
+    buy(store, saver, "s2", paris(9, 10), "50.00")  # 50 in September
+    buy(store, spender, "p1", paris(8, 12), "100.00")  # 100 in August
+    buy(store, spender, "p2", paris(9, 12), "60.00")  # 60 in September
     # 130 points spent on 20 October: August's 100 first, then 30 of September's 60.
     redeem(member=spender, reward=reward, channel="staff", now=paris(10, 20))
-    buy(spender, "p3", paris(10, 25), "20.00")  # 20 in October
+    buy(store, spender, "p3", paris(10, 25), "20.00")  # 20 in October
 
     expected = {
         # End of August: both members hold their August credits.
