@@ -475,7 +475,7 @@ def outstanding_by_month(program: Program, end, months: list[date]) -> dict[int 
         lots_params = params
         # Credits dated by when they took effect (earned_at is only set on releases) are
         # summed by the month they took effect, the period expression that the planner has
-        # statistics on after a full recompute (ensure_period_statistics): in parallel,
+        # statistics on (ensure_period_statistics, run by every recompute): in parallel,
         # where a sum by bucket ran in one process (2.6 s of 4.7 s at a million members).
         earned_case, earned_params = _bucket_case("c.earned_at", ends)
         month, month_params = period_sql("c.effective_at", PeriodKind.MONTH, program)
