@@ -142,12 +142,14 @@ _PURCHASE_TOTALS = {
 }
 
 
-# The sales facts of one period and the one before, in three grouped reads of their purchases,
+# The sales facts of one period and the one before, in two grouped reads of their purchases,
 # none of which keeps a row per (member, store) pair of both periods: sums per (store, period),
-# the distinct members of P per store and per channel, and each member's purchases in P and in
-# P-1 (active, retained, repeat buyers). (Grouping by member, store and period first, then
-# aggregating that set four ways, took 15.7 s for a quarter at a million members; these three
-# take about 9.)
+# and each member's purchases in P and in P-1 (active, retained, repeat buyers) with the stores
+# they bought in during P as bit masks (`store_masks`), counted by masks: the members of a
+# store or a channel are the sums over the masks that hold it. (Grouping by member, store and
+# period first, then aggregating that set four ways, took 15.7 s for a quarter at a million
+# members; three reads, the distinct members per store and channel in one of their own, about
+# 9 s.)
 _PERIOD_STORE_SUMS_SQL = """
 SELECT store_id, occurred_at >= %s AS cur,
        COUNT(*) FILTER (WHERE member_id IS NOT NULL),
@@ -159,32 +161,66 @@ WHERE program_id = %s AND occurred_at >= %s AND occurred_at < %s
   AND total_amount > returned_amount
 GROUP BY 1, 2
 """
-_PERIOD_ACTIVE_SQL = """
-WITH ms AS (
-  SELECT DISTINCT member_id, store_id FROM {purchases}
-  WHERE program_id = %s AND occurred_at >= %s AND occurred_at < %s
-    AND total_amount > returned_amount AND member_id IS NOT NULL
-)
-SELECT 'store', ms.store_id, NULL, COUNT(*) FROM ms GROUP BY ms.store_id
-UNION ALL
-SELECT 'channel', NULL, s.channel, COUNT(DISTINCT ms.member_id)
-FROM ms JOIN {stores} s ON s.id = ms.store_id GROUP BY s.channel
-"""
 _PERIOD_MEMBERS_SQL = """
 SELECT COUNT(*) FILTER (WHERE n_cur > 0),
        COUNT(*) FILTER (WHERE n_prev > 0),
        COUNT(*) FILTER (WHERE n_cur > 0 AND n_prev > 0),
-       COUNT(*) FILTER (WHERE n_cur >= 2)
+       COUNT(*) FILTER (WHERE n_cur >= 2){mask_columns}
 FROM (
   SELECT member_id,
          COUNT(*) FILTER (WHERE occurred_at >= %s) AS n_cur,
-         COUNT(*) FILTER (WHERE occurred_at < %s) AS n_prev
+         COUNT(*) FILTER (WHERE occurred_at < %s) AS n_prev{mask_aggregates}
   FROM {purchases}
   WHERE program_id = %s AND occurred_at >= %s AND occurred_at < %s
     AND total_amount > returned_amount AND member_id IS NOT NULL
   GROUP BY member_id
 ) per_member
+GROUP BY {mask_keys}
 """
+
+
+# A member's stores of a period ride along as bit masks of 63 stores each (bit i of mask k:
+# the program's store number 63k + i): the masks of a period are few (most members buy in one
+# or two stores), so the rows grouped by them stay few.
+STORES_PER_MASK = 63
+
+
+def store_masks(program: Program) -> list[list[int]]:
+    """The program's store ids in chunks of `STORES_PER_MASK`, in id order: chunk k is mask
+    k, its i-th store bit i."""
+    ids = list(Store.objects.filter(program=program).order_by("pk").values_list("pk", flat=True))
+    return [ids[i : i + STORES_PER_MASK] for i in range(0, len(ids), STORES_PER_MASK)] or [[]]
+
+
+def _mask_aggregates(
+    masks: list[list[int]], store: str, when: str = "", when_params: tuple = ()
+) -> tuple[list, list]:
+    """SQL aggregates `s0`, `s1`... giving the masks of the stores (column `store`) of the
+    rows grouped (those meeting the SQL condition `when`, with `when_params`, if given), and
+    their parameters: BIT_OR of the stores' bits on PostgreSQL, SUM(DISTINCT ...) of them on
+    SQLite."""
+    aggregate = "BIT_OR({})" if connection.vendor == "postgresql" else "SUM(DISTINCT {})"
+    aggregates, params = [], []
+    for k, store_ids in enumerate(masks):
+        whens = " ".join("WHEN %s THEN CAST(%s AS bigint)" for _ in store_ids)
+        bits = f"CASE {store} {whens} ELSE 0 END" if store_ids else "0"
+        if when:
+            bits = f"CASE WHEN {when} THEN {bits} ELSE 0 END"
+            params += when_params
+        aggregates.append(f"{aggregate.format(bits)} AS s{k}")
+        for i, store_id in enumerate(store_ids):
+            params += [store_id, 1 << i]
+    return aggregates, params
+
+
+def masked_stores(masks: list[list[int]], bits) -> list[int]:
+    """The store ids whose bits are set in `bits` (one mask value per chunk of `masks`)."""
+    return [
+        store_id
+        for mask, store_ids in zip(bits, masks, strict=True)
+        for i, store_id in enumerate(store_ids)
+        if int(mask or 0) >> i & 1
+    ]
 
 
 @dataclass
@@ -215,19 +251,39 @@ def period_sales(
     start, end = dt(period.bounds(tz)[0]), dt(period.bounds(tz)[1])
     previous_start = dt(period.shift(-1).bounds(tz)[0])
     sums_from = previous_start if previous_revenue is None else start
-    tables = {"purchases": P, "stores": Store._meta.db_table}
     channel_of = dict(Store.objects.filter(program=program).values_list("pk", "channel"))
+    masks = store_masks(program)
+    aggregates, mask_params = _mask_aggregates(
+        masks, "store_id", when="occurred_at >= %s", when_params=(start,)
+    )
+    columns = [f"s{k}" for k in range(len(masks))]
+    members_sql = _PERIOD_MEMBERS_SQL.format(
+        purchases=P,
+        mask_columns="".join(f", {column}" for column in columns),
+        mask_aggregates="".join(f", {aggregate}" for aggregate in aggregates),
+        mask_keys=", ".join(columns),
+    )
+    active = previous_active = retained = repeaters = 0
+    active_in: dict[tuple, int] = defaultdict(int)
     with connection.cursor() as cursor:
-        cursor.execute(_PERIOD_STORE_SUMS_SQL.format(**tables), [start, program.pk, sums_from, end])
-        sums = cursor.fetchall()
-        cursor.execute(_PERIOD_ACTIVE_SQL.format(**tables), [program.pk, start, end])
-        active_rows = cursor.fetchall()
         cursor.execute(
-            _PERIOD_MEMBERS_SQL.format(**tables),
-            [start, start, program.pk, previous_start, end],
+            _PERIOD_STORE_SUMS_SQL.format(purchases=P), [start, program.pk, sums_from, end]
         )
-        active, previous_active, retained, repeaters = (int(n or 0) for n in cursor.fetchone())
-    active_in = {(kind, store_id, channel): int(n) for kind, store_id, channel, n in active_rows}
+        sums = cursor.fetchall()
+        cursor.execute(
+            members_sql,
+            [start, start, *mask_params, program.pk, previous_start, end],
+        )
+        for n_cur, n_prev, both, two_or_more, *bits in cursor.fetchall():
+            active += int(n_cur or 0)
+            previous_active += int(n_prev or 0)
+            retained += int(both or 0)
+            repeaters += int(two_or_more or 0)
+            stores = masked_stores(masks, bits)
+            for store_id in stores:
+                active_in[("store", store_id, None)] += int(n_cur or 0)
+            for channel in {channel_of[store_id] for store_id in stores}:
+                active_in[("channel", None, channel)] += int(n_cur or 0)
     current: list[dict] = []
     previous: list[dict] = []
     for store_id, cur, member_n, member_rev, anon_n, anon_rev in sums:
@@ -1292,17 +1348,6 @@ UNION ALL
 SELECT 'stores', period, NULL, NULL, SUM(members), NULL{mask_columns}
 FROM combos GROUP BY period{mask_columns}
 """
-# A member's stores of a period ride along on their pair as bit masks of 63 stores each (bit i
-# of mask k: the program's store number 63k + i): the masks of a period are few (most members
-# buy in one or two stores), so the pairs grouped by them stay few.
-STORES_PER_MASK = 63
-
-
-def store_masks(program: Program) -> list[list[int]]:
-    """The program's store ids in chunks of `STORES_PER_MASK`, in id order: chunk k is mask
-    k, its i-th store bit i."""
-    ids = list(Store.objects.filter(program=program).order_by("pk").values_list("pk", flat=True))
-    return [ids[i : i + STORES_PER_MASK] for i in range(0, len(ids), STORES_PER_MASK)] or [[]]
 
 
 def _member_activity(program: Program, kind: str, lo, hi, masks: list[list[int]]) -> list[tuple]:
@@ -1315,14 +1360,7 @@ def _member_activity(program: Program, kind: str, lo, hi, masks: list[list[int]]
     mask...), the members of the period who bought in exactly the stores of the masks, so
     that the active members of a store or a channel are sums over the masks that hold it."""
     period, period_params = period_sql("p.occurred_at", kind, program)
-    aggregate = "BIT_OR({})" if connection.vendor == "postgresql" else "SUM(DISTINCT {})"
-    mask_aggregates, mask_params = [], []
-    for k, store_ids in enumerate(masks):
-        whens = " ".join("WHEN %s THEN CAST(%s AS bigint)" for _ in store_ids)
-        case = f"CASE p.store_id {whens} ELSE 0 END" if store_ids else "0"
-        mask_aggregates.append(f"{aggregate.format(case)} AS s{k}")
-        for i, store_id in enumerate(store_ids):
-            mask_params += [store_id, 1 << i]
+    mask_aggregates, mask_params = _mask_aggregates(masks, "p.store_id")
     columns = [f"s{k}" for k in range(len(masks))]
     cohort_params: list = []
     if kind == PeriodKind.MONTH:
@@ -1535,12 +1573,7 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
     ):
         start, n = _day(start), int(n)
         if row_kind == "stores":
-            stores = [
-                store_id
-                for mask, store_ids in zip(bits, masks, strict=True)
-                for i, store_id in enumerate(store_ids)
-                if int(mask or 0) >> i & 1
-            ]
+            stores = masked_stores(masks, bits)
             for store_id in stores:
                 store_active[(start, store_id)] += n
             for channel in {channel_of[store_id] for store_id in stores}:
