@@ -185,10 +185,10 @@ GROUP BY {mask_keys}
 STORES_PER_MASK = 63
 
 
-def store_masks(program: Program) -> list[list[int]]:
-    """The program's store ids in chunks of `STORES_PER_MASK`, in id order: chunk k is mask
+def store_masks(store_ids) -> list[list[int]]:
+    """Store ids (a program's) in chunks of `STORES_PER_MASK`, in id order: chunk k is mask
     k, its i-th store bit i."""
-    ids = list(Store.objects.filter(program=program).order_by("pk").values_list("pk", flat=True))
+    ids = sorted(store_ids)
     return [ids[i : i + STORES_PER_MASK] for i in range(0, len(ids), STORES_PER_MASK)] or [[]]
 
 
@@ -245,14 +245,14 @@ def period_sales(
     """Member and anonymous purchases, their net revenue and the active members of `period`,
     for the program, per store and per channel; the active members and member revenue of P-1;
     the members retained (|active(P-1) ∩ active(P)|) and the repeat buyers (two purchases or
-    more in P): three grouped reads of the purchases of P-1 and P. When P-1's member revenue
+    more in P): two grouped reads of the purchases of P-1 and P. When P-1's member revenue
     is given (known from its snapshot), the sums read P alone."""
     tz = program.tzinfo
     start, end = dt(period.bounds(tz)[0]), dt(period.bounds(tz)[1])
     previous_start = dt(period.shift(-1).bounds(tz)[0])
     sums_from = previous_start if previous_revenue is None else start
     channel_of = dict(Store.objects.filter(program=program).values_list("pk", "channel"))
-    masks = store_masks(program)
+    masks = store_masks(channel_of)
     aggregates, mask_params = _mask_aggregates(
         masks, "store_id", when="occurred_at >= %s", when_params=(start,)
     )
@@ -1560,8 +1560,8 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
 
     # Member activity: active, repeat buyers, retained (previous active period is P-1),
     # cohort cells (month periods), active members per store and per channel.
-    masks = store_masks(program)
     channel_of = dict(Store.objects.filter(program=program).values_list("pk", "channel"))
+    masks = store_masks(channel_of)
     active: dict[date, int] = defaultdict(int)
     repeaters: dict[date, int] = defaultdict(int)
     pairs: dict[tuple, int] = defaultdict(int)
