@@ -213,13 +213,32 @@ def _mask_aggregates(
     return aggregates, params
 
 
-def masked_stores(masks: list[list[int]], bits) -> list[int]:
-    """The store ids whose bits are set in `bits` (one mask value per chunk of `masks`)."""
-    return [
+def count_masked(
+    store_active: dict, channel_active: dict, masks: list[list[int]], bits, channel_of, n: int
+) -> None:
+    """Add `n` members to `store_active` for each store whose bit is set in `bits` (one mask
+    value per chunk of `masks`), and to `channel_active` once for each of their channels."""
+    stores = [
         store_id
         for mask, store_ids in zip(bits, masks, strict=True)
         for i, store_id in enumerate(store_ids)
         if int(mask or 0) >> i & 1
+    ]
+    for store_id in stores:
+        store_active[store_id] += n
+    for channel in {channel_of[store_id] for store_id in stores}:
+        channel_active[channel] += n
+
+
+def channel_rows(store_rows: list[dict], channel_of, channel_active: dict) -> list[dict]:
+    """The sales of each channel (`store__channel`, by channel) from its stores' rows, with
+    the channel's active members (a member of two of its stores is one)."""
+    of_channel = defaultdict(list)
+    for row in store_rows:
+        of_channel[channel_of[row["store_id"]]].append(row)
+    return [
+        {"store__channel": channel, **_add_totals(rows, channel_active.get(channel, 0))}
+        for channel, rows in sorted(of_channel.items())
     ]
 
 
@@ -264,7 +283,8 @@ def period_sales(
         mask_keys=", ".join(columns),
     )
     active = previous_active = retained = repeaters = 0
-    active_in: dict[tuple, int] = defaultdict(int)
+    store_active: dict[int, int] = defaultdict(int)
+    channel_active: dict[str, int] = defaultdict(int)
     with connection.cursor() as cursor:
         cursor.execute(
             _PERIOD_STORE_SUMS_SQL.format(purchases=P), [start, program.pk, sums_from, end]
@@ -279,11 +299,7 @@ def period_sales(
             previous_active += int(n_prev or 0)
             retained += int(both or 0)
             repeaters += int(two_or_more or 0)
-            stores = masked_stores(masks, bits)
-            for store_id in stores:
-                active_in[("store", store_id, None)] += int(n_cur or 0)
-            for channel in {channel_of[store_id] for store_id in stores}:
-                active_in[("channel", None, channel)] += int(n_cur or 0)
+            count_masked(store_active, channel_active, masks, bits, channel_of, int(n_cur or 0))
     current: list[dict] = []
     previous: list[dict] = []
     for store_id, cur, member_n, member_rev, anon_n, anon_rev in sums:
@@ -294,23 +310,14 @@ def period_sales(
                 "member_revenue": _decimal(member_rev),
                 "anon_purchases": int(anon_n or 0),
                 "anon_revenue": _decimal(anon_rev),
-                "active": active_in.get(("store", store_id, None), 0),
+                "active": store_active.get(store_id, 0),
             }
         )
     stores = sorted(current, key=lambda row: row["store_id"])
-    by_channel = defaultdict(list)
-    for row in stores:
-        by_channel[channel_of[row["store_id"]]].append(row)
     return PeriodSales(
         totals=_add_totals(stores, active),
         by_store=stores,
-        by_channel=[
-            {
-                "store__channel": channel,
-                **_add_totals(rows, active_in.get(("channel", None, channel), 0)),
-            }
-            for channel, rows in sorted(by_channel.items())
-        ],
+        by_channel=channel_rows(stores, channel_of, channel_active),
         previous_active=previous_active,
         previous_revenue=_add_totals(previous, 0)["member_revenue"]
         if previous_revenue is None
@@ -1566,18 +1573,14 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
     repeaters: dict[date, int] = defaultdict(int)
     pairs: dict[tuple, int] = defaultdict(int)
     cohort_active: dict[tuple, int] = defaultdict(int)
-    store_active: dict[tuple, int] = defaultdict(int)
-    channel_active: dict[tuple, int] = defaultdict(int)
+    store_active: dict[date, dict] = defaultdict(lambda: defaultdict(int))
+    channel_active: dict[date, dict] = defaultdict(lambda: defaultdict(int))
     for row_kind, start, prev, cohort, n, repeat, *bits in _member_activity(
         program, kind, lo, hi, masks
     ):
         start, n = _day(start), int(n)
         if row_kind == "stores":
-            stores = masked_stores(masks, bits)
-            for store_id in stores:
-                store_active[(start, store_id)] += n
-            for channel in {channel_of[store_id] for store_id in stores}:
-                channel_active[(start, channel)] += n
+            count_masked(store_active[start], channel_active[start], masks, bits, channel_of, n)
             continue
         active[start] += n
         repeaters[start] += int(repeat or 0)
@@ -1587,17 +1590,9 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
             cohort_active[(_day(cohort), start)] += n
     by_channel: dict[date, list[dict]] = {}
     for start, stores in by_store.items():
-        of_channel = defaultdict(list)
         for row in stores:
-            row["active"] = store_active.get((start, row["store_id"]), 0)
-            of_channel[channel_of[row["store_id"]]].append(row)
-        by_channel[start] = [
-            {
-                "store__channel": channel,
-                **_add_totals(rows, channel_active.get((start, channel), 0)),
-            }
-            for channel, rows in sorted(of_channel.items())
-        ]
+            row["active"] = store_active[start].get(row["store_id"], 0)
+        by_channel[start] = channel_rows(stores, channel_of, channel_active[start])
 
     # Enrolments by period (and so members at the end of each period, and cohort sizes).
     enrolments = dict(
