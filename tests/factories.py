@@ -103,3 +103,18 @@ def make_reward(program, *, tiers=(), **fields):
     if tiers:
         reward.tiers.set(tiers)
     return reward
+
+
+def record_member_purchase(store, member, receipt, amount, occurred_at):
+    """A purchase of `member` at `store` (amount in euros), recorded through the service; the
+    service's outcome."""
+    from members.services import record_purchase
+
+    return record_purchase(
+        store=store,
+        receipt_id=receipt,
+        amount=Decimal(amount),
+        currency="EUR",
+        occurred_at=occurred_at,
+        card_number=member.card_number,
+    )

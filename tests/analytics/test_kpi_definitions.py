@@ -22,7 +22,13 @@ from loyalty.models import Program
 from members import jobs
 from members.services import record_purchase
 from rewards.services import redeem
-from tests.factories import ProgramFactory, StaffUserFactory, StoreFactory, make_reward
+from tests.factories import (
+    ProgramFactory,
+    StaffUserFactory,
+    StoreFactory,
+    make_reward,
+    record_member_purchase,
+)
 
 from .conftest import PARIS, build_shop, enrol_on, months_through_today, paris
 
@@ -54,17 +60,6 @@ def expiring_program(slug, months):
         backdating_days=3650,
         expiry_policy=Program.ExpiryPolicy.AFTER_EARNING,
         expiry_months=months,
-    )
-
-
-def buy(store, member, receipt, when, amount):
-    record_purchase(
-        store=store,
-        receipt_id=receipt,
-        amount=Decimal(amount),
-        currency="EUR",
-        occurred_at=when,
-        card_number=member.card_number,
     )
 
 
@@ -215,11 +210,11 @@ def test_breakage_and_liability_by_expiry_month_with_expiring_points(db):
     program = expiring_program("expiring", months=1)
     store = StoreFactory(program=program)
     member = enrol_on(program, "x@example.com", paris(8, 1))
-    buy(store, member, "a", paris(8, 10), "100.00")
+    record_member_purchase(store, member, "a", "100.00", paris(8, 10))
     # The night of 11 September: the 100 points earned on 10 August expire.
     jobs.run_job("expire_points", now=paris(9, 11, 2, 30), programs=[program])
-    buy(store, member, "b", paris(9, 15), "40.00")
-    buy(store, member, "c", paris(9, 16), "20.00")
+    record_member_purchase(store, member, "b", "40.00", paris(9, 15))
+    record_member_purchase(store, member, "c", "20.00", paris(9, 16))
     recompute(program, "month", full=True)
     # September: 60 issued, 100 expired: breakage 100 / 60.
     assert value(program, Metric.POINTS_EXPIRED) == 100
@@ -250,13 +245,14 @@ def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
     saver = enrol_on(program, "saver@example.com", paris(8, 1))
     spender = enrol_on(program, "spender@example.com", paris(8, 1))
     reward = make_reward(program, points_cost=130)
-    buy(store, saver, "s1", paris(8, 10), "100.00")  # 100 points credited in August
-    buy(store, saver, "s2", paris(9, 10), "50.00")  # 50 in September
-    buy(store, spender, "p1", paris(8, 12), "100.00")  # 100 in August
-    buy(store, spender, "p2", paris(9, 12), "60.00")  # 60 in September
+    # 100 points credited in August
+    record_member_purchase(store, saver, "s1", "100.00", paris(8, 10))
+    record_member_purchase(store, saver, "s2", "50.00", paris(9, 10))  # 50 in September
+    record_member_purchase(store, spender, "p1", "100.00", paris(8, 12))  # 100 in August
+    record_member_purchase(store, spender, "p2", "60.00", paris(9, 12))  # 60 in September
     # 130 points spent on 20 October: August's 100 first, then 30 of September's 60.
     redeem(member=spender, reward=reward, channel="staff", now=paris(10, 20))
-    buy(store, spender, "p3", paris(10, 25), "20.00")  # 20 in October
+    record_member_purchase(store, spender, "p3", "20.00", paris(10, 25))  # 20 in October
 
     expected = {
         # End of August: both members hold their August credits.

@@ -14,7 +14,7 @@ from loyalty.models import Campaign
 from members import jobs, services
 from members.ledger import find_mismatches
 from members.models import CampaignAward, Member, PointsEntry, Purchase
-from tests.factories import ProgramFactory, StoreFactory, TierFactory, enrol
+from tests.factories import ProgramFactory, StoreFactory, TierFactory, enrol, record_member_purchase
 
 pytestmark = pytest.mark.django_db
 
@@ -82,14 +82,7 @@ def bonuses(member) -> list[int]:
 def buy(clock, store, member, when, amount="20.00"):
     clock.set(when)
     receipt = f"R-{next(_receipts)}"
-    services.record_purchase(
-        store=store,
-        receipt_id=receipt,
-        amount=Decimal(amount),
-        currency="EUR",
-        occurred_at=when,
-        card_number=member.card_number,
-    )
+    record_member_purchase(store, member, receipt, amount, when)
     return Purchase.objects.get(receipt_id=receipt)
 
 

@@ -19,6 +19,7 @@ from tests.factories import (
     TierFactory,
     enrol,
     make_api_key,
+    record_member_purchase,
 )
 from tests.members.helpers import assert_problem, snapshot
 
@@ -43,17 +44,6 @@ def other_program_member():
     program = ProgramFactory(slug="other")
     TierFactory(program=program, name="Other entry", rank=0)
     return enrol(program, email="stranger@example.fr", phone="+33699999999")
-
-
-def buy(store, member, receipt, amount, occurred_at):
-    return services.record_purchase(
-        store=store,
-        receipt_id=receipt,
-        amount=Decimal(amount),
-        currency="EUR",
-        occurred_at=occurred_at,
-        card_number=member.card_number,
-    )
 
 
 # Enrolment ------------------------------------------------------------------------------------
@@ -134,7 +124,7 @@ def test_valid_referral_code_sets_referred_by(api, member):
 
 
 def test_lookup_by_card_number_returns_balances_and_tier(api, store, member):
-    buy(store, member, "L-1", "12.90", timezone.now() - timedelta(hours=1))
+    record_member_purchase(store, member, "L-1", "12.90", timezone.now() - timedelta(hours=1))
     response = api.get(LOOKUP_URL, {"card_number": member.card_number})
     assert response.status_code == 200, response.content
     body = response.json()
@@ -209,7 +199,7 @@ def test_lookup_gives_tier_progress_and_expiring_points(api, program, store, mem
         retain_threshold=Decimal("80"),
         perks="Free delivery\nPrivate sales",
     )
-    buy(store, member, "P-1", "40.00", timezone.now() - timedelta(days=2))
+    record_member_purchase(store, member, "P-1", "40.00", timezone.now() - timedelta(days=2))
     body = api.get(LOOKUP_URL, {"card_number": member.card_number}).json()
     progress = body["progress"]
     assert progress["metric"] == "spend"
@@ -265,9 +255,9 @@ def test_lookup_takes_at_most_6_queries(api, member, django_assert_max_num_queri
 def history(store, member):
     """Three purchases an hour apart (10.00, 20.00 and 30.00 EUR) and a staff adjustment."""
     now = timezone.now()
-    buy(store, member, "H-1", "10.00", now - timedelta(hours=3))
-    buy(store, member, "H-2", "20.00", now - timedelta(hours=2))
-    buy(store, member, "H-3", "30.00", now - timedelta(hours=1))
+    record_member_purchase(store, member, "H-1", "10.00", now - timedelta(hours=3))
+    record_member_purchase(store, member, "H-2", "20.00", now - timedelta(hours=2))
+    record_member_purchase(store, member, "H-3", "30.00", now - timedelta(hours=1))
     services.adjust_points(
         member=member, points=5, reason="goodwill", staff_user=StaffUserFactory()
     )

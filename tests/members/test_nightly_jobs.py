@@ -28,7 +28,14 @@ from members.ledger import find_mismatches
 from members.models import Member, MemberNotification, PointsEntry, Purchase, TierChange
 from members.selectors import expiry_schedule, member_progress
 from members.tiers import add_months
-from tests.factories import ProgramFactory, StaffUserFactory, StoreFactory, TierFactory, enrol
+from tests.factories import (
+    ProgramFactory,
+    StaffUserFactory,
+    StoreFactory,
+    TierFactory,
+    enrol,
+    record_member_purchase,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -87,14 +94,7 @@ def buy(clock, store, member, amount, when: datetime, receipt=None) -> Purchase:
     """A purchase recorded through the service at `when` (the clock is set there)."""
     clock.set(when)
     receipt = receipt or f"R-{next(_receipts)}"
-    services.record_purchase(
-        store=store,
-        receipt_id=receipt,
-        amount=Decimal(amount),
-        currency="EUR",
-        occurred_at=when,
-        card_number=member.card_number,
-    )
+    record_member_purchase(store, member, receipt, amount, when)
     return Purchase.objects.get(store=store, receipt_id=receipt)
 
 
