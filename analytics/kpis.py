@@ -133,12 +133,13 @@ def counted_purchases(program: Program, start, end):
     )
 
 
-_PURCHASE_TOTALS = {
+# The purchase sums of a group of counted purchases; its active members are counted apart
+# (the member activity, `period_sales`), a member active in two stores being one.
+_PURCHASE_SUMS = {
     "member_purchases": Count("pk", filter=Q(member__isnull=False)),
     "member_revenue": Sum(NET_AMOUNT, filter=Q(member__isnull=False)),
     "anon_purchases": Count("pk", filter=Q(member__isnull=True)),
     "anon_revenue": Sum(NET_AMOUNT, filter=Q(member__isnull=True)),
-    "active": Count("member", distinct=True),
 }
 
 
@@ -244,7 +245,7 @@ def channel_rows(store_rows: list[dict], channel_of, channel_active: dict) -> li
 
 @dataclass
 class PeriodSales:
-    totals: dict  # the program's, keyed as _PURCHASE_TOTALS
+    totals: dict  # the program's, keyed as _ZERO_TOTALS
     by_store: list[dict]  # by store id
     by_channel: list[dict]  # by channel
     previous_active: int
@@ -908,7 +909,7 @@ class PeriodFacts:
     whether the period is read alone (`period_facts`) or with every other period of its kind
     in grouped queries (`grouped_facts`). `assemble` turns them into figures."""
 
-    totals: dict  # the program's purchases, keyed as _PURCHASE_TOTALS
+    totals: dict  # the program's purchases, keyed as _ZERO_TOTALS
     by_store: list[dict]  # the same per store_id, by store id
     by_channel: list[dict]  # the same per store__channel, by channel
     members_total: int
@@ -1560,9 +1561,9 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
     counted = counted_purchases(program, lo, hi).annotate(
         period=_period_annotation(Purchase, "occurred_at", kind, program)
     )
-    sums = {key: value for key, value in _PURCHASE_TOTALS.items() if key != "active"}
     by_store: dict[date, list[dict]] = defaultdict(list)
-    for row in counted.values("period", "store_id").annotate(**sums).order_by("period", "store_id"):
+    rows = counted.values("period", "store_id").annotate(**_PURCHASE_SUMS)
+    for row in rows.order_by("period", "store_id"):
         by_store[row.pop("period")].append(row)
 
     # Member activity: active, repeat buyers, retained (previous active period is P-1),
