@@ -21,10 +21,12 @@ import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
@@ -716,18 +718,23 @@ FROM st m JOIN st n ON n.member_id = m.member_id AND n.month > m.month
 WHERE m.cr > 0 AND m.k_hi > m.c - m.cr AND m.k_lo < m.c AND n.k <> n.k_prev
   AND NOT ((n.k >= m.c AND n.k_prev >= m.c) OR (n.k <= m.c - m.cr AND n.k_prev <= m.c - m.cr))
 GROUP BY 1, 2
-UNION ALL
-SELECT whole.month, whole.month, whole.points FROM (
-  SELECT {month} AS month, SUM(points) AS points FROM {ledger}
-  WHERE program_id = %s AND effective_at < %s AND points > 0 AND kind <> 'release'
-  GROUP BY 1
-) whole
+"""
+# Every member's credits by the month they took effect: the other part of the changes. A full
+# recompute of months takes them from its ledger sums instead (`_ledger_sums`), which read the
+# same rows anyway.
+_CREDITS_BY_MONTH_SQL = """
+SELECT {month} AS month, SUM(points) FROM {ledger}
+WHERE program_id = %s AND effective_at < %s AND points > 0 AND kind <> 'release'
+GROUP BY 1
 """
 
 
-def _grouped_outstanding_by_earning(
-    program: Program, months: list[Period]
-) -> dict[date, dict[date | None, int]]:
+def _consumer_changes(program: Program, months: list[Period]) -> list[tuple]:
+    """The changes of what each month of credits keeps, as (month of the change, month of
+    credits, points) rows, for the members with a debit or a release only: at their month of
+    credits, what it keeps less the credits; later, the months where K moves across it. With
+    every member's credits by month (`_credits_by_month`) they make the outstanding points at
+    every month's end (`outstanding_from_changes`)."""
     month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
     sql = _BY_EARNING_CHANGES_SQL.format(
         consumers=_CONSUMERS_SQL,
@@ -738,15 +745,36 @@ def _grouped_outstanding_by_earning(
         keep_before=_KEEP.format(x="(m.c - n.k_prev)"),
     )
     end = dt(months[-1].bounds(program.tzinfo)[1])
-    params = [program.pk, *month_params, program.pk, end]
-    params += [*month_params, program.pk, end]
-    changes: dict[date, list[tuple[date, int]]] = defaultdict(list)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        for changed_in, credited_in, points in cursor.fetchall():
-            changes[_day(credited_in)].append((_day(changed_in), int(points or 0)))
+        cursor.execute(sql, [program.pk, *month_params, program.pk, end])
+        return [(_day(changed), _day(credited), int(n or 0)) for changed, credited, n in cursor]
+
+
+def _credits_by_month(program: Program, months: list[Period]) -> dict[date, int]:
+    """Every member's credits (positive rows but releases) by the month they took effect,
+    up to the end of the last month of `months`."""
+    month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
+    sql = _CREDITS_BY_MONTH_SQL.format(month=month, ledger=E)
+    end = dt(months[-1].bounds(program.tzinfo)[1])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*month_params, program.pk, end])
+        return {_day(credited): int(n or 0) for credited, n in cursor}
+
+
+def outstanding_from_changes(
+    months: list[Period], changes: list[tuple], credits: Mapping[date, int]
+) -> dict[date, dict[date | None, int]]:
+    """The outstanding points at the end of every month of `months`, by month start and month
+    of credits, from the consumers' changes (`_consumer_changes`) and every member's credits
+    by month (kept whole from that month on, less the consumers' changes): the running sum of
+    each month of credits' changes, a few hundred rows."""
+    by_credit: dict[date, list[tuple[date, int]]] = defaultdict(list)
+    for changed_in, credited_in, points in changes:
+        by_credit[credited_in].append((changed_in, points))
+    for credited_in, points in credits.items():
+        by_credit[credited_in].append((credited_in, points))
     result: dict[date, dict[date | None, int]] = {p.start: {} for p in months}
-    for credited_in, rows in changes.items():
+    for credited_in, rows in by_credit.items():
         rows.sort()
         kept, i = 0, 0
         for period in months:
@@ -756,6 +784,18 @@ def _grouped_outstanding_by_earning(
             if kept and credited_in <= period.start:
                 result[period.start][credited_in] = kept
     return result
+
+
+def misdated_credits(program: Program) -> bool:
+    """Whether the ledger has credits dated apart from when they took effect (`earned_at` is
+    only set on releases, which are not credits): then the months of credits would not follow
+    the order that the per-period liability query uses, and the grouped form does not hold."""
+    return (
+        PointsEntry.objects.filter(program=program, earned_at__isnull=False)
+        .exclude(kind="release")
+        .exclude(earned_at=F("effective_at"))
+        .exists()
+    )
 
 
 def grouped_outstanding(
@@ -770,16 +810,12 @@ def grouped_outstanding(
     releases, which are not credits), where the months of credits would not follow the order
     that the per-period query uses: then each month is read by itself."""
     policy = program.expiry_policy
-    if (
-        policy == Program.ExpiryPolicy.AFTER_EARNING
-        and PointsEntry.objects.filter(program=program, earned_at__isnull=False)
-        .exclude(kind="release")
-        .exclude(earned_at=F("effective_at"))
-        .exists()
-    ):
-        return None
     if policy == Program.ExpiryPolicy.AFTER_EARNING:
-        return _grouped_outstanding_by_earning(program, months)
+        if misdated_credits(program):
+            return None
+        return outstanding_from_changes(
+            months, _consumer_changes(program, months), _credits_by_month(program, months)
+        )
     month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
     adapt = connection.ops.adapt_datefield_value
     ends = ", ".join("(%s, %s)" for _ in months)
@@ -1544,20 +1580,69 @@ def grouped_facts(
     over the whole range the periods need (from a year before the first) and grouped by the
     local period start computed in SQL: sales by store, by channel, member activity (active,
     repeat buyers, retention, cohorts), enrolments, ledger sums by kind, members per tier, and
-    each cost source with a grouped form. Python then only adds up the few rows per period."""
-    with analytics_reads(GROUPED_READ_SETTINGS):
-        return _grouped_facts(program, periods, first_day=first_day, costs=costs)
-
-
-def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, PeriodFacts]:
+    each cost source with a grouped form. Python then only adds up the few rows per period.
+    The reads are independent of each other: on PostgreSQL they run on
+    `settings.KPI_READ_CONNECTIONS` connections at once (`run_reads`)."""
     kind = periods[0].kind
     tz = program.tzinfo
     lo = periods[0].year_before().bounds(tz)[0]
     hi = periods[-1].bounds(tz)[1]
+    channel_of = dict(Store.objects.filter(program=program).values_list("pk", "channel"))
+    masks = store_masks(channel_of)
+    # The liability at every month's end; after earning, the consumers' changes here and
+    # every member's credits from the ledger sums (`outstanding_from_changes`).
+    by_earning = (
+        kind == PeriodKind.MONTH and program.expiry_policy == Program.ExpiryPolicy.AFTER_EARNING
+    )
+    if by_earning:
+        liability = partial(_consumer_changes, program, periods)
+    elif kind == PeriodKind.MONTH:
+        liability = partial(grouped_outstanding, program, periods)
+    else:
+        liability = partial(dict)
+    reads: dict[str, Callable[[], object]] = {
+        # Heaviest first: each connection takes the next read when it is free.
+        "activity": lambda: _member_activity(program, kind, lo, hi, masks),
+        "outstanding": liability,
+        "stores": lambda: _store_sums(program, kind, lo, hi),
+        "ledger": lambda: _ledger_sums(program, kind, hi, credits=by_earning),
+        "costs": lambda: _cost_parts(program, periods, costs),
+        "tiers": lambda: _tier_deltas(program, kind, hi),
+        "enrolments": lambda: _enrolments(program, kind, hi),
+    }
+    read = run_reads(reads, GROUPED_READ_SETTINGS)
+    return _grouped_result(program, periods, first_day, read, masks, channel_of)
 
-    # Sales per store; the program's and each channel's from the stores'. Their active
-    # members come from the member activity (a distinct count here sorted every purchase
-    # again, in one process: 6 s of a month's full recompute at a million members).
+
+def run_reads(reads: Mapping[object, Callable], read_settings: dict[str, str]) -> dict:
+    """The result of each read of `reads` (by name), each in a transaction with
+    `read_settings` (`analytics_reads`). On PostgreSQL, outside a transaction, they run on
+    `settings.KPI_READ_CONNECTIONS` connections at once, a thread each, in the order given:
+    PostgreSQL runs most of each grouped read in one process, so that two connections keep
+    two cores busy. Each read is one statement under READ COMMITTED, as they are on one
+    connection. Inside a transaction (a test's, say), another connection would not see its
+    rows: the reads then run one after the other on this connection, as on SQLite."""
+    workers = min(settings.KPI_READ_CONNECTIONS, len(reads))
+    if workers < 2 or connection.vendor != "postgresql" or connection.in_atomic_block:
+        with analytics_reads(read_settings):
+            return {name: read() for name, read in reads.items()}
+
+    def run(read):
+        try:
+            with analytics_reads(read_settings):
+                return read()
+        finally:
+            connection.close()  # the thread's own connection
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kpi-read") as pool:
+        futures = {name: pool.submit(run, read) for name, read in reads.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _store_sums(program: Program, kind: str, lo, hi) -> dict[date, list[dict]]:
+    """The purchase sums of each store by period over [lo, hi), by period start. Their
+    active members come from the member activity (a distinct count here sorted every
+    purchase again, in one process: 6 s of a month's full recompute at a million members)."""
     counted = counted_purchases(program, lo, hi).annotate(
         period=_period_annotation(Purchase, "occurred_at", kind, program)
     )
@@ -1565,20 +1650,96 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
     rows = counted.values("period", "store_id").annotate(**_PURCHASE_SUMS)
     for row in rows.order_by("period", "store_id"):
         by_store[row.pop("period")].append(row)
+    return by_store
+
+
+def _enrolments(program: Program, kind: str, hi) -> dict[date, int]:
+    """Enrolments by period before `hi` (and so members at the end of each period, and cohort
+    sizes), by period start."""
+    return dict(
+        Member.objects.filter(program=program, enrolled_at__lt=hi)
+        .annotate(period=_period_annotation(Member, "enrolled_at", kind, program))
+        .values("period")
+        .annotate(n=Count("pk"))
+        .order_by()
+        .values_list("period", "n")
+    )
+
+
+@dataclass
+class LedgerSums:
+    """The ledger's sums by period and kind (`_ledger_sums`), with what the month-end
+    liability after earning takes from the same rows: every member's credits by month, and
+    whether a credit is dated apart from when it took effect (`misdated_credits`)."""
+
+    by_kind: dict[date, dict[str, int]]
+    credits: dict[date, int] = field(default_factory=dict)
+    misdated: bool = False
+
+
+def _ledger_sums(program: Program, kind: str, hi, *, credits: bool = False) -> LedgerSums:
+    """Ledger sums by period and kind, from the beginning to `hi`; with `credits` (month
+    periods, expiry after earning), the credits by month too, which spares the liability a
+    scan of its own of the ledger (1.8 s at a million members)."""
+    aggregates = {"total": Sum("points")}
+    if credits:
+        aggregates["credits"] = Sum("points", filter=Q(points__gt=0))
+        aggregates["misdated"] = Count(
+            "pk",
+            filter=Q(earned_at__lt=F("effective_at")) | Q(earned_at__gt=F("effective_at")),
+        )
+    rows = (
+        PointsEntry.objects.filter(program=program, effective_at__lt=hi)
+        .annotate(period=_period_annotation(PointsEntry, "effective_at", kind, program))
+        .values("period", "kind")
+        .annotate(**aggregates)
+        .order_by("period", "kind")
+    )
+    sums = LedgerSums(defaultdict(dict))
+    for row in rows:
+        sums.by_kind[row["period"]][row["kind"]] = int(row["total"] or 0)
+        if credits and row["kind"] != PointsEntry.Kind.RELEASE:
+            if row["credits"]:
+                sums.credits[row["period"]] = sums.credits.get(row["period"], 0) + int(
+                    row["credits"]
+                )
+            sums.misdated = sums.misdated or bool(row["misdated"])
+    return sums
+
+
+def _cost_parts(program: Program, periods: list[Period], costs: list) -> dict:
+    """Each cost source's amount for each period of `periods`: one grouped query for a source
+    with a grouped form, else the source per period."""
+    kind, tz = periods[0].kind, program.tzinfo
+    parts: dict[Period, dict[str, Decimal]] = {period: {} for period in periods}
+    for name, source in COST_SOURCES.items():
+        grouped_source = GROUPED_COST_SOURCES.get(name)
+        amounts = grouped_source(program, kind, periods) if grouped_source else None
+        for period in periods:
+            if amounts is not None:
+                parts[period][name] = money(amounts.get(period.start))
+            else:
+                ctx = CostContext(program, period, *period.bounds(tz), costs)
+                parts[period][name] = money(source(ctx))
+    return parts
+
+
+def _grouped_result(program, periods, first_day, read, masks, channel_of):
+    """The PeriodFacts of each period from the grouped reads (`read`, by name)."""
+    kind = periods[0].kind
+    by_store = read["stores"]
+    enrolments, ledger_sums, parts = read["enrolments"], read["ledger"], read["costs"]
+    ledger = ledger_sums.by_kind
 
     # Member activity: active, repeat buyers, retained (previous active period is P-1),
     # cohort cells (month periods), active members per store and per channel.
-    channel_of = dict(Store.objects.filter(program=program).values_list("pk", "channel"))
-    masks = store_masks(channel_of)
     active: dict[date, int] = defaultdict(int)
     repeaters: dict[date, int] = defaultdict(int)
     pairs: dict[tuple, int] = defaultdict(int)
     cohort_active: dict[tuple, int] = defaultdict(int)
     store_active: dict[date, dict] = defaultdict(lambda: defaultdict(int))
     channel_active: dict[date, dict] = defaultdict(lambda: defaultdict(int))
-    for row_kind, start, prev, cohort, n, repeat, *bits in _member_activity(
-        program, kind, lo, hi, masks
-    ):
+    for row_kind, start, prev, cohort, n, repeat, *bits in read["activity"]:
         start, n = _day(start), int(n)
         if row_kind == "stores":
             count_masked(store_active[start], channel_active[start], masks, bits, channel_of, n)
@@ -1595,42 +1756,9 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
             row["active"] = store_active[start].get(row["store_id"], 0)
         by_channel[start] = channel_rows(stores, channel_of, channel_active[start])
 
-    # Enrolments by period (and so members at the end of each period, and cohort sizes).
-    enrolments = dict(
-        Member.objects.filter(program=program, enrolled_at__lt=hi)
-        .annotate(period=_period_annotation(Member, "enrolled_at", kind, program))
-        .values("period")
-        .annotate(n=Count("pk"))
-        .order_by()
-        .values_list("period", "n")
-    )
-
-    # Ledger sums by period and kind, from the beginning.
-    ledger: dict[date, dict[str, int]] = defaultdict(dict)
-    rows = (
-        PointsEntry.objects.filter(program=program, effective_at__lt=hi)
-        .annotate(period=_period_annotation(PointsEntry, "effective_at", kind, program))
-        .values("period", "kind")
-        .annotate(total=Sum("points"))
-        .order_by("period", "kind")
-    )
-    for row in rows:
-        ledger[row["period"]][row["kind"]] = int(row["total"] or 0)
-
     tier_deltas: dict[date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for start, tier_id, delta in _tier_deltas(program, kind, hi):
+    for start, tier_id, delta in read["tiers"]:
         tier_deltas[_day(start)]["" if tier_id is None else str(tier_id)] += int(delta)
-
-    parts: dict[Period, dict[str, Decimal]] = {period: {} for period in periods}
-    for name, source in COST_SOURCES.items():
-        grouped_source = GROUPED_COST_SOURCES.get(name)
-        amounts = grouped_source(program, kind, periods) if grouped_source else None
-        for period in periods:
-            if amounts is not None:
-                parts[period][name] = money(amounts.get(period.start))
-            else:
-                ctx = CostContext(program, period, *period.bounds(tz), costs)
-                parts[period][name] = money(source(ctx))
 
     # Running sums over every period start up to each period of the plan.
     starts = sorted(set(enrolments) | set(ledger) | set(tier_deltas) | {p.start for p in periods})
@@ -1648,11 +1776,16 @@ def _grouped_facts(program, periods, *, first_day, costs) -> dict[Period, Period
             tiers[key] += delta
         tiers_to[start] = {key: n for key, n in sorted(tiers.items()) if n}
 
-    outstanding: dict[date, dict[date | None, int]] = {}
+    outstanding: dict[date, dict[date | None, int]] = read["outstanding"]
     if kind == PeriodKind.MONTH:
-        grouped = grouped_outstanding(program, periods)
-        # Without the grouped form (see grouped_outstanding): one query per month.
-        outstanding = grouped or {p.start: outstanding_at(program, p, first_day) for p in periods}
+        if program.expiry_policy == Program.ExpiryPolicy.AFTER_EARNING and not ledger_sums.misdated:
+            outstanding = outstanding_from_changes(periods, outstanding, ledger_sums.credits)
+        elif program.expiry_policy == Program.ExpiryPolicy.AFTER_EARNING:
+            # Without the grouped form (see misdated_credits): one query per month.
+            outstanding = run_reads(
+                {p.start: partial(outstanding_at, program, p, first_day) for p in periods},
+                GROUPED_READ_SETTINGS,
+            )
 
     result = {}
     for period in periods:

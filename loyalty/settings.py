@@ -189,6 +189,10 @@ CELERY_BEAT_SCHEDULE = {
 # (analytics.kpis.period_facts), local to their transaction: at a million members their
 # aggregates of a few million rows spill to disk with the server's default of 4 MB.
 KPI_WORK_MEM = env.str("KPI_WORK_MEM", default="64MB")
+# How many connections the grouped reads of a full KPI recompute use at once on PostgreSQL
+# (analytics.kpis.run_reads): each runs mostly in one server process, so that a second
+# connection keeps a second core busy. 1 runs them one after the other.
+KPI_READ_CONNECTIONS = env.int("KPI_READ_CONNECTIONS", default=2)
 
 # Authentication -------------------------------------------------------------------------------
 PASSWORD_HASHERS = [

@@ -1,6 +1,7 @@
 """Each KPI of DOMAIN.md on the hand-computed shop of conftest.py. The expected numbers are
 worked out from the definitions (docs/kpis.md), not read from the code."""
 
+import uuid
 from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -20,6 +21,7 @@ from analytics.periods import periods_between
 from analytics.services import recompute
 from loyalty.models import Program
 from members import jobs
+from members.models import PointsEntry
 from members.services import record_purchase
 from rewards.services import redeem
 from tests.factories import (
@@ -269,6 +271,10 @@ def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
     per_month = {m.start: kpis.outstanding_at(program, m, first_day) for m in months}
     assert per_month == expected
     assert kpis.grouped_outstanding(program, months) == expected
+    # The full recompute's form: the consumers' changes, with every member's credits by month
+    # from the ledger sums.
+    grouped = kpis.grouped_facts(program, months, first_day=first_day, costs=[])
+    assert {m.start: grouped[m].outstanding for m in months} == expected
     # Through the recompute: the end of October's points expire a year after they were earned.
     recompute(program, "month", full=True)
     rows = KpiLiabilityByExpiry.objects.filter(program=program, period_start=OCT)
@@ -277,6 +283,42 @@ def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
         (date(2027, 9, 1), 80),
         (date(2027, 10, 1), 20),
     ]
+
+
+def test_liability_of_credits_dated_apart_from_their_effect_month_by_month(db):
+    """A credit whose clock started before it took effect (`earned_at` set on a credit) breaks
+    the order the grouped form rests on: the full recompute's reads then take each month
+    from the per-month query."""
+    program = expiring_program("misdated", months=12)
+    store = StoreFactory(program=program)
+    saver = enrol_on(program, "saver@example.com", paris(8, 1))
+    spender = enrol_on(program, "spender@example.com", paris(8, 1))
+    reward = make_reward(program, points_cost=130)
+    record_member_purchase(store, saver, "s1", "100.00", paris(8, 10))
+    record_member_purchase(store, spender, "p1", "100.00", paris(8, 12))
+    record_member_purchase(store, spender, "p2", "60.00", paris(9, 12))
+    redeem(member=spender, reward=reward, channel="staff", now=paris(10, 20))
+    # 20 points credited on 25 October whose clock started on 30 August (the ledger is
+    # append-only: written as such).
+    PointsEntry.objects.create(
+        txn=uuid.uuid4(),
+        program=program,
+        member=spender,
+        kind=PointsEntry.Kind.BONUS,
+        bucket=PointsEntry.Bucket.AVAILABLE,
+        points=20,
+        effective_at=paris(10, 25),
+        earned_at=paris(8, 30),
+    )
+    first_day = kpis.first_activity_day(program)
+    months = periods_between("month", AUG, OCT)
+    assert kpis.grouped_outstanding(program, months) is None
+    per_month = {m.start: kpis.outstanding_at(program, m, first_day) for m in months}
+    # End of October: the saver's 100 of August; the spender's 130 points spent took the 120
+    # of August first (100, and the 20 counted from August), then 10 of September's 60.
+    assert per_month[OCT] == {AUG: 100, SEP: 50}
+    grouped = kpis.grouped_facts(program, months, first_day=first_day, costs=[])
+    assert {m.start: grouped[m].outstanding for m in months} == per_month
 
 
 def test_program_cost_and_roi_recomputable_from_the_stored_inputs(computed):

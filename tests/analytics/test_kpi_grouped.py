@@ -5,6 +5,7 @@ nightly jobs, tier upgrades; in three time zones and under each expiry policy.""
 
 import contextlib
 import random
+import threading
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -328,3 +329,79 @@ def test_active_members_per_store_and_channel_beyond_one_mask_of_stores(db):
         "web": 2,
     }
     assert facts.totals["active"] == 2
+
+
+def _backend() -> tuple[int, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid(), current_setting('jit')")
+        return cursor.fetchone()
+
+
+def _connections_to_this_database() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_reads_run_at_once_on_connections_of_their_own(settings):
+    """Each read meets the other at a barrier (run one after the other, the first would wait
+    for ever), each on its own server process with the read settings, and both connections
+    are closed after, also when a read fails."""
+    settings.KPI_READ_CONNECTIONS = 2
+    before = _connections_to_this_database()
+    barrier = threading.Barrier(2, timeout=20)
+
+    def read():
+        barrier.wait()
+        return _backend()
+
+    result = kpis.run_reads({"a": read, "b": read}, kpis.GROUPED_READ_SETTINGS)
+    (pid_a, jit_a), (pid_b, jit_b) = result["a"], result["b"]
+    assert len({pid_a, pid_b, _backend()[0]}) == 3
+    assert jit_a == jit_b == "off"
+    assert _connections_to_this_database() == before
+
+    def fails():
+        raise ValueError("no such read")
+
+    with pytest.raises(ValueError, match="no such read"):
+        kpis.run_reads({"ok": _backend, "fails": fails}, kpis.READ_SETTINGS)
+    assert _connections_to_this_database() == before
+
+
+@pytest.mark.postgres
+def test_inside_a_transaction_the_reads_run_on_its_connection(settings):
+    """Another connection would not see the transaction's rows: the reads run on its own."""
+    settings.KPI_READ_CONNECTIONS = 2
+    own = _backend()[0]
+    result = kpis.run_reads({"a": _backend, "b": _backend}, kpis.GROUPED_READ_SETTINGS)
+    assert result == {"a": (own, "off"), "b": (own, "off")}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_grouped_reads_on_two_connections_give_the_figures_of_one(settings):
+    """On committed rows, outside a transaction: the grouped reads run on other connections
+    than the caller's (it runs none of them) and give the figures that one connection gives."""
+    program = build_history(1, "Europe/Paris", Program.ExpiryPolicy.AFTER_EARNING)
+    first_day = kpis.first_activity_day(program)
+    today = timezone.localdate(timezone.now(), program.tzinfo)
+    for kind in KINDS:
+        periods = periods_between(kind, first_day, today)
+        settings.KPI_READ_CONNECTIONS = 1
+        with CaptureQueriesContext(connection) as queries:
+            one = list(kpis.compute_periods(program, periods, first_day=first_day, costs=[]))
+        assert any("members_purchase" in q["sql"] for q in queries)
+        settings.KPI_READ_CONNECTIONS = 2
+        with CaptureQueriesContext(connection) as queries:
+            two = list(kpis.compute_periods(program, periods, first_day=first_day, costs=[]))
+        assert not any("members_purchase" in q["sql"] for q in queries)
+        assert [r.figures for r in two] == [r.figures for r in one]
+        assert [r.liability for r in two] == [r.liability for r in one]
+        assert [r.cohorts for r in two] == [r.cohorts for r in one]
+        assert any(r.liability for r in two) == (kind == "month")
