@@ -227,7 +227,14 @@ class Purchase(models.Model):
                 include=["member", "store", "total_amount", "returned_amount"],
                 name="purchase_program_occurred_kpi",
             ),
-            models.Index(fields=["member", "occurred_at"], name="purchase_member_occurred"),
+            # A member's purchases in time order (history, tier values); on PostgreSQL it also
+            # holds what the full KPI recompute's member activity reads, which so walks it in
+            # member order: no sort of the program's purchases (analytics.kpis).
+            models.Index(
+                fields=["member", "occurred_at"],
+                include=["program", "store", "total_amount", "returned_amount"],
+                name="purchase_member_occurred_kpi",
+            ),
             models.Index(
                 fields=["release_at"],
                 condition=Q(released_at__isnull=True, member__isnull=False),

@@ -259,7 +259,8 @@ def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions
 
 @pytest.mark.postgres
 def test_the_member_activity_read_leaves_the_planner_settings_as_it_found_them(shop):
-    """The cohort join is merged (hash joins off for that one read); the reads after it in the
+    """The purchases are read in member order from the member index (index scans on for that
+    one read), the cohort join is merged (hash joins off for it); the reads after it in the
     same transaction plan as before. The pairs carry the stores of their purchases."""
     program = shop.program
     first, last = periods_between("month", date(2026, 8, 1), date(2026, 10, 1))[::2]
@@ -273,6 +274,9 @@ def test_the_member_activity_read_leaves_the_planner_settings_as_it_found_them(s
         )
         cursor.execute("SELECT current_setting('enable_hashjoin')")
         assert cursor.fetchone()[0] == "on"
+        # On for that read only (the member index), off for the other grouped reads.
+        cursor.execute("SELECT current_setting('enable_indexscan')")
+        assert cursor.fetchone()[0] == "off"
     # m1 and m2 in August, m1 and m3 in September, m2 and m3 in October (conftest.py).
     assert sum(row[4] for row in rows if row[0] == "pairs") == 6
     # By the stores they bought in (mask: A is bit 0, W bit 1): m1 and m2 in A in August; m1
