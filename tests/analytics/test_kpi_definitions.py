@@ -239,20 +239,26 @@ def test_breakage_and_liability_by_expiry_month_with_expiring_points(db):
     assert liability.inputs["expected_breakage_points"] == 38
 
 
-def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
-    """Members who never spend keep every credit; a member who spends loses the oldest first.
-    Both the per-month query (the nightly run's) and the grouped one (a full recompute's)."""
-    program = expiring_program("fifo", months=12)
+def saver_and_spender(slug: str):
+    """A program whose points expire 12 months after they were earned, with a saver credited
+    100 points in August and a spender credited 100 in August and 60 in September."""
+    program = expiring_program(slug, months=12)
     store = StoreFactory(program=program)
     saver = enrol_on(program, "saver@example.com", paris(8, 1))
     spender = enrol_on(program, "spender@example.com", paris(8, 1))
-    reward = make_reward(program, points_cost=130)
-    # 100 points credited in August
     record_member_purchase(store, saver, "s1", "100.00", paris(8, 10))
+    record_member_purchase(store, spender, "p1", "100.00", paris(8, 12))
+    record_member_purchase(store, spender, "p2", "60.00", paris(9, 12))
+    return program, store, saver, spender
+
+
+def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
+    """Members who never spend keep every credit; a member who spends loses the oldest first.
+    Both the per-month query (the nightly run's) and the grouped one (a full recompute's)."""
+    program, store, saver, spender = saver_and_spender("fifo")
     record_member_purchase(store, saver, "s2", "50.00", paris(9, 10))  # 50 in September
-    record_member_purchase(store, spender, "p1", "100.00", paris(8, 12))  # 100 in August
-    record_member_purchase(store, spender, "p2", "60.00", paris(9, 12))  # 60 in September
     # 130 points spent on 20 October: August's 100 first, then 30 of September's 60.
+    reward = make_reward(program, points_cost=130)
     redeem(member=spender, reward=reward, channel="staff", now=paris(10, 20))
     record_member_purchase(store, spender, "p3", "20.00", paris(10, 25))  # 20 in October
 
@@ -289,14 +295,8 @@ def test_liability_of_credits_dated_apart_from_their_effect_month_by_month(db):
     """A credit whose clock started before it took effect (`earned_at` set on a credit) breaks
     the order the grouped form rests on: the full recompute's reads then take each month
     from the per-month query."""
-    program = expiring_program("misdated", months=12)
-    store = StoreFactory(program=program)
-    saver = enrol_on(program, "saver@example.com", paris(8, 1))
-    spender = enrol_on(program, "spender@example.com", paris(8, 1))
+    program, _store, _saver, spender = saver_and_spender("misdated")
     reward = make_reward(program, points_cost=130)
-    record_member_purchase(store, saver, "s1", "100.00", paris(8, 10))
-    record_member_purchase(store, spender, "p1", "100.00", paris(8, 12))
-    record_member_purchase(store, spender, "p2", "60.00", paris(9, 12))
     redeem(member=spender, reward=reward, channel="staff", now=paris(10, 20))
     # 20 points credited on 25 October whose clock started on 30 August (the ledger is
     # append-only: written as such).
