@@ -1599,42 +1599,138 @@ def ensure_period_statistics(kinds) -> list[str]:
 def grouped_facts(
     program: Program, periods: list[Period], *, first_day: date, costs: list
 ) -> dict[Period, PeriodFacts]:
-    """The facts of `periods` (one kind, in order) from one grouped query per family, each
-    over the whole range the periods need (from a year before the first) and grouped by the
-    local period start computed in SQL: sales by store, by channel, member activity (active,
-    repeat buyers, retention, cohorts), enrolments, ledger sums by kind, members per tier, and
-    each cost source with a grouped form. Python then only adds up the few rows per period.
+    """The facts of `periods` (one kind, in order): `grouped_facts_of_kinds` for one kind."""
+    kind = periods[0].kind
+    return grouped_facts_of_kinds(program, {kind: periods}, first_day=first_day, costs=costs)[kind]
+
+
+# The unit of the reads shared by several kinds (`grouped_facts_of_kinds`): the local day.
+DAY = "day"
+
+
+def grouped_facts_of_kinds(
+    program: Program, plans: Mapping[str, list[Period]], *, first_day: date, costs: list
+) -> dict[str, dict[Period, PeriodFacts]]:
+    """The facts of the periods of each kind of `plans` (kind: its periods, in order), by
+    kind, from one grouped query per family, each over the whole range the periods need
+    (from a year before the first) and grouped by the local period start computed in SQL:
+    sales by store, by channel, member activity (active, repeat buyers, retention, cohorts),
+    enrolments, ledger sums by kind, members per tier, and each cost source with a grouped
+    form. Python then only adds up the few rows per period.
+
+    With several kinds, the reads whose rows add up (sales per store, ledger sums, members
+    per tier, enrolments) group by local day once, and each kind adds up the days of its
+    periods (`_roll_up`): one scan each instead of one per kind. The member activity (distinct
+    members, previous active period) and the costs (rounded per period) are read per kind.
     The reads are independent of each other: on PostgreSQL they run on
     `settings.KPI_READ_CONNECTIONS` connections at once (`run_reads`)."""
-    kind = periods[0].kind
     tz = program.tzinfo
-    lo = periods[0].year_before().bounds(tz)[0]
-    hi = periods[-1].bounds(tz)[1]
+    spans = {kind: (periods[0].year_before(), periods[-1]) for kind, periods in plans.items()}
+    bounds = {
+        kind: (first.bounds(tz)[0], last.bounds(tz)[1]) for kind, (first, last) in spans.items()
+    }
+    unit = next(iter(plans)) if len(plans) == 1 else DAY
+    lo, hi = min(b[0] for b in bounds.values()), max(b[1] for b in bounds.values())
     channel_of = dict(Store.objects.filter(program=program).values_list("pk", "channel"))
     masks = store_masks(channel_of)
+    months = plans.get(PeriodKind.MONTH)
     # The liability at every month's end; after earning, the consumers' changes here and
     # every member's credits from the ledger sums (`outstanding_from_changes`).
-    by_earning = (
-        kind == PeriodKind.MONTH and program.expiry_policy == Program.ExpiryPolicy.AFTER_EARNING
-    )
-    if by_earning:
-        liability = partial(_consumer_changes, program, periods)
-    elif kind == PeriodKind.MONTH:
-        liability = partial(grouped_outstanding, program, periods)
-    else:
-        liability = partial(dict)
-    reads: dict[str, Callable[[], object]] = {
-        # Heaviest first: each connection takes the next read when it is free.
-        "activity": lambda: _member_activity(program, kind, lo, hi, masks),
-        "outstanding": liability,
-        "stores": lambda: _store_sums(program, kind, lo, hi),
-        "ledger": lambda: _ledger_sums(program, kind, hi, credits=by_earning),
-        "costs": lambda: _cost_parts(program, periods, costs),
-        "tiers": lambda: _tier_deltas(program, kind, hi),
-        "enrolments": lambda: _enrolments(program, kind, hi),
+    by_earning = bool(months) and program.expiry_policy == Program.ExpiryPolicy.AFTER_EARNING
+    # Heaviest first: each connection takes the next read when it is free.
+    reads: dict[object, Callable[[], object]] = {
+        ("activity", kind): partial(_member_activity, program, kind, *bounds[kind], masks)
+        for kind in plans
     }
+    if by_earning:
+        reads["outstanding"] = partial(_consumer_changes, program, months)
+    elif months:
+        reads["outstanding"] = partial(grouped_outstanding, program, months)
+    reads["stores"] = partial(_store_sums, program, unit, lo, hi)
+    reads["ledger"] = partial(_ledger_sums, program, unit, hi, credits=by_earning)
+    for kind, periods in plans.items():
+        reads[("costs", kind)] = partial(_cost_parts, program, periods, costs)
+    reads["tiers"] = partial(_tier_deltas, program, unit, hi)
+    reads["enrolments"] = partial(_enrolments, program, unit, hi)
     read = run_reads(reads, GROUPED_READ_SETTINGS)
-    return _grouped_result(program, periods, first_day, read, masks, channel_of)
+
+    result = {}
+    for kind, periods in plans.items():
+        first, last = spans[kind]
+        ledger = read["ledger"]
+        kind_read = {
+            "activity": read[("activity", kind)],
+            "costs": read[("costs", kind)],
+            "outstanding": read["outstanding"] if kind == PeriodKind.MONTH else {},
+            "stores": read["stores"],
+            "ledger": ledger,
+            "tiers": read["tiers"],
+            "enrolments": read["enrolments"],
+        }
+        if unit != kind:
+            roll = partial(_roll_up, kind, first, last)
+            kind_read["stores"] = _roll_up_stores(kind, first, last, read["stores"])
+            kind_read["ledger"] = LedgerSums(
+                by_kind=roll(ledger.by_kind, since_first=False),
+                credits=roll(ledger.credits, since_first=False) if kind == PeriodKind.MONTH else {},
+                misdated=ledger.misdated,
+            )
+            kind_read["tiers"] = [
+                (period.start, tier_id, delta)
+                for day, tier_id, delta in read["tiers"]
+                if (period := _within(kind, _day(day), first, last, since_first=False))
+            ]
+            kind_read["enrolments"] = roll(read["enrolments"], since_first=False)
+        result[kind] = _grouped_result(program, periods, first_day, kind_read, masks, channel_of)
+    return result
+
+
+def _within(kind: str, day: date, first: Period, last: Period, *, since_first: bool):
+    """The `kind` period of `day` when it lies from `first` (or from the beginning) to
+    `last`, else None."""
+    period = period_containing(kind, day)
+    if period > last or (since_first and period < first):
+        return None
+    return period
+
+
+def _roll_up(kind: str, first: Period, last: Period, by_day: Mapping, *, since_first: bool):
+    """Day rows (day: an int, or a dict of ints by key) added up by `kind` period, for the
+    periods from `first` (or from the beginning) to `last`."""
+    result: dict = {}
+    for day, value in by_day.items():
+        period = _within(kind, _day(day), first, last, since_first=since_first)
+        if period is None:
+            continue
+        if isinstance(value, dict):
+            sums = result.setdefault(period.start, {})
+            for key, n in value.items():
+                sums[key] = sums.get(key, 0) + n
+        else:
+            result[period.start] = result.get(period.start, 0) + value
+    return {start: result[start] for start in sorted(result)}
+
+
+def _roll_up_stores(kind: str, first: Period, last: Period, by_day: Mapping) -> dict:
+    """The stores' purchase sums by day (`_store_sums`) added up by `kind` period from `first`
+    to `last`, each period's rows by store id as the query gives them."""
+    sums: dict[date, dict[int, dict]] = defaultdict(dict)
+    for day, rows in by_day.items():
+        period = _within(kind, _day(day), first, last, since_first=True)
+        if period is None:
+            continue
+        stores = sums[period.start]
+        for row in rows:
+            total = stores.get(row["store_id"])
+            if total is None:
+                stores[row["store_id"]] = dict(row)
+                continue
+            for key in ("member_purchases", "anon_purchases"):
+                total[key] += row[key]
+            for key in ("member_revenue", "anon_revenue"):
+                if row[key] is not None:
+                    total[key] = row[key] + (total[key] or 0)
+    return {start: [stores[k] for k in sorted(stores)] for start, stores in sorted(sums.items())}
 
 
 def run_reads(reads: Mapping[object, Callable], read_settings: dict[str, str]) -> dict:

@@ -459,8 +459,19 @@ def recompute_kinds(
         # The grouped reads group by the period of each kind, the month-end liability sums
         # credits by month: statistics on those expressions let PostgreSQL do it in parallel.
         planned = [kind for kind, plan in plans.items() if plan]
+        # The kinds read with grouped queries over all their periods, together: the reads
+        # whose rows add up are read once, by day, for all of them.
+        grouped = {kind: plan for kind, plan in plans.items() if plan and not _per_period(plan)}
         if planned:
-            kpis.ensure_period_statistics(sorted({*planned, PeriodKind.MONTH}))
+            kinds_read = {*planned, PeriodKind.MONTH}
+            if len(grouped) > 1:
+                kinds_read.add(kpis.DAY)
+            kpis.ensure_period_statistics(sorted(kinds_read))
+        facts = (
+            kpis.grouped_facts_of_kinds(program, grouped, first_day=first_day, costs=costs)
+            if grouped
+            else {}
+        )
         points_before = _PointsBefore(
             program,
             [
@@ -471,14 +482,18 @@ def recompute_kinds(
             ],
         )
         for kind, plan in plans.items():
-            for result in _compute(
-                program,
-                plan,
-                first_day=first_day,
-                costs=costs,
-                points_before=points_before,
-                incremental=modes[kind] == "incremental",
-            ):
+            if kind in facts:
+                results = (kpis.assemble(program, p, facts[kind][p]) for p in plan)
+            else:
+                results = _compute(
+                    program,
+                    plan,
+                    first_day=first_day,
+                    costs=costs,
+                    points_before=points_before,
+                    incremental=modes[kind] == "incremental",
+                )
+            for result in results:
                 write_period(program, result)
                 run.summary["done"] += 1
                 run.summary["kinds"][kind]["done"] += 1
