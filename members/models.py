@@ -408,7 +408,13 @@ class PointsEntry(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["member", "-effective_at", "-id"], name="entry_member_history"),
+            # A member's history, newest first; it also holds what the KPIs' liability reads of
+            # the members who spent points (analytics.kpis), index-only.
+            models.Index(
+                fields=["member", "-effective_at", "-id"],
+                include=["program", "kind", "points"],
+                name="entry_member_history_kpi",
+            ),
             models.Index(fields=["program", "effective_at"], name="entry_program_effective"),
         ]
 
