@@ -1672,11 +1672,11 @@ def grouped_facts_of_kinds(
             "enrolments": read["enrolments"],
         }
         if unit != kind:
-            roll = partial(_roll_up, kind, first, last)
+            roll = partial(_roll_up, kind, last)
             kind_read["stores"] = _roll_up_stores(kind, first, last, read["stores"])
             kind_read["ledger"] = LedgerSums(
-                by_kind=roll(ledger.by_kind, since_first=False),
-                credits=roll(ledger.credits, since_first=False) if kind == PeriodKind.MONTH else {},
+                by_kind=roll(ledger.by_kind),
+                credits=roll(ledger.credits) if kind == PeriodKind.MONTH else {},
                 misdated=ledger.misdated,
             )
             kind_read["tiers"] = [
@@ -1684,7 +1684,7 @@ def grouped_facts_of_kinds(
                 for day, tier_id, delta in read["tiers"]
                 if (period := _within(kind, _day(day), first, last, since_first=False))
             ]
-            kind_read["enrolments"] = roll(read["enrolments"], since_first=False)
+            kind_read["enrolments"] = roll(read["enrolments"])
         result[kind] = _grouped_result(program, periods, first_day, kind_read, masks, channel_of)
     return result
 
@@ -1698,12 +1698,12 @@ def _within(kind: str, day: date, first: Period, last: Period, *, since_first: b
     return period
 
 
-def _roll_up(kind: str, first: Period, last: Period, by_day: Mapping, *, since_first: bool):
+def _roll_up(kind: str, last: Period, by_day: Mapping) -> dict:
     """Day rows (day: an int, or a dict of ints by key) added up by `kind` period, for the
-    periods from `first` (or from the beginning) to `last`."""
+    periods from the beginning to `last` (what running sums to date need)."""
     result: dict = {}
     for day, value in by_day.items():
-        period = _within(kind, _day(day), first, last, since_first=since_first)
+        period = _within(kind, _day(day), last, last, since_first=False)
         if period is None:
             continue
         if isinstance(value, dict):
