@@ -721,21 +721,13 @@ WHERE m.cr > 0 AND m.k_hi > m.c - m.cr AND m.k_lo < m.c AND n.k <> n.k_prev
   AND NOT ((n.k >= m.c AND n.k_prev >= m.c) OR (n.k <= m.c - m.cr AND n.k_prev <= m.c - m.cr))
 GROUP BY 1, 2
 """
-# Every member's credits by the month they took effect: the other part of the changes. A full
-# recompute of months takes them from its ledger sums instead (`_ledger_sums`), which read the
-# same rows anyway.
-_CREDITS_BY_MONTH_SQL = """
-SELECT {month} AS month, SUM(points) FROM {ledger}
-WHERE program_id = %s AND effective_at < %s AND points > 0 AND kind <> 'release'
-GROUP BY 1
-"""
 
 
 def _consumer_changes(program: Program, months: list[Period]) -> list[tuple]:
     """The changes of what each month of credits keeps, as (month of the change, month of
     credits, points) rows, for the members with a debit or a release only: at their month of
     credits, what it keeps less the credits; later, the months where K moves across it. With
-    every member's credits by month (`_credits_by_month`) they make the outstanding points at
+    every member's credits by month (`_ledger_sums`) they make the outstanding points at
     every month's end (`outstanding_from_changes`)."""
     month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
     sql = _BY_EARNING_CHANGES_SQL.format(
@@ -753,17 +745,6 @@ def _consumer_changes(program: Program, months: list[Period]) -> list[tuple]:
     with _index_scans(), connection.cursor() as cursor:
         cursor.execute(sql, [program.pk, *month_params, program.pk, end])
         return [(_day(changed), _day(credited), int(n or 0)) for changed, credited, n in cursor]
-
-
-def _credits_by_month(program: Program, months: list[Period]) -> dict[date, int]:
-    """Every member's credits (positive rows but releases) by the month they took effect,
-    up to the end of the last month of `months`."""
-    month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
-    sql = _CREDITS_BY_MONTH_SQL.format(month=month, ledger=E)
-    end = dt(months[-1].bounds(program.tzinfo)[1])
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*month_params, program.pk, end])
-        return {_day(credited): int(n or 0) for credited, n in cursor}
 
 
 def outstanding_from_changes(
@@ -791,18 +772,6 @@ def outstanding_from_changes(
     return result
 
 
-def misdated_credits(program: Program) -> bool:
-    """Whether the ledger has credits dated apart from when they took effect (`earned_at` is
-    only set on releases, which are not credits): then the months of credits would not follow
-    the order that the per-period liability query uses, and the grouped form does not hold."""
-    return (
-        PointsEntry.objects.filter(program=program, earned_at__isnull=False)
-        .exclude(kind="release")
-        .exclude(earned_at=F("effective_at"))
-        .exists()
-    )
-
-
 def grouped_outstanding(
     program: Program, months: list[Period]
 ) -> dict[date, dict[date | None, int]] | None:
@@ -810,17 +779,17 @@ def grouped_outstanding(
     in one query: the members' ledger sums by month with running sums (balance, credits, last
     earning or redemption) give each member's state at each month's end; after earning, first
     in, first out, as the changes of what each month of credits keeps
-    (`_BY_EARNING_CHANGES_SQL`). None when the
-    ledger has credits dated apart from when they took effect (`earned_at` is only set on
-    releases, which are not credits), where the months of credits would not follow the order
-    that the per-period query uses: then each month is read by itself."""
+    (`_BY_EARNING_CHANGES_SQL`, with every member's credits by month from `_ledger_sums`).
+    None when the ledger has credits dated apart from when they took effect (`earned_at` is
+    only set on releases, which are not credits), where the months of credits would not
+    follow the order that the per-period query uses: then each month is read by itself."""
     policy = program.expiry_policy
     if policy == Program.ExpiryPolicy.AFTER_EARNING:
-        if misdated_credits(program):
+        end = months[-1].bounds(program.tzinfo)[1]
+        sums = _ledger_sums(program, PeriodKind.MONTH, end, credits=True)
+        if sums.misdated:
             return None
-        return outstanding_from_changes(
-            months, _consumer_changes(program, months), _credits_by_month(program, months)
-        )
+        return outstanding_from_changes(months, _consumer_changes(program, months), sums.credits)
     month, month_params = period_sql("effective_at", PeriodKind.MONTH, program)
     adapt = connection.ops.adapt_datefield_value
     ends = ", ".join("(%s, %s)" for _ in months)
@@ -1682,18 +1651,18 @@ def grouped_facts_of_kinds(
             kind_read["tiers"] = [
                 (period.start, tier_id, delta)
                 for day, tier_id, delta in read["tiers"]
-                if (period := _within(kind, _day(day), first, last, since_first=False))
+                if (period := _within(kind, _day(day), last))
             ]
             kind_read["enrolments"] = roll(read["enrolments"])
         result[kind] = _grouped_result(program, periods, first_day, kind_read, masks, channel_of)
     return result
 
 
-def _within(kind: str, day: date, first: Period, last: Period, *, since_first: bool):
+def _within(kind: str, day: date, last: Period, first: Period | None = None):
     """The `kind` period of `day` when it lies from `first` (or from the beginning) to
     `last`, else None."""
     period = period_containing(kind, day)
-    if period > last or (since_first and period < first):
+    if period > last or (first is not None and period < first):
         return None
     return period
 
@@ -1703,7 +1672,7 @@ def _roll_up(kind: str, last: Period, by_day: Mapping) -> dict:
     periods from the beginning to `last` (what running sums to date need)."""
     result: dict = {}
     for day, value in by_day.items():
-        period = _within(kind, _day(day), last, last, since_first=False)
+        period = _within(kind, _day(day), last)
         if period is None:
             continue
         if isinstance(value, dict):
@@ -1720,7 +1689,7 @@ def _roll_up_stores(kind: str, first: Period, last: Period, by_day: Mapping) -> 
     to `last`, each period's rows by store id as the query gives them."""
     sums: dict[date, dict[int, dict]] = defaultdict(dict)
     for day, rows in by_day.items():
-        period = _within(kind, _day(day), first, last, since_first=True)
+        period = _within(kind, _day(day), last, first)
         if period is None:
             continue
         stores = sums[period.start]
@@ -1796,7 +1765,8 @@ def _enrolments(program: Program, kind: str, hi) -> dict[date, int]:
 class LedgerSums:
     """The ledger's sums by period and kind (`_ledger_sums`), with what the month-end
     liability after earning takes from the same rows: every member's credits by month, and
-    whether a credit is dated apart from when it took effect (`misdated_credits`)."""
+    whether a credit is dated apart from when it took effect (`earned_at` is only set on
+    releases, which are not credits; otherwise the grouped liability does not hold)."""
 
     by_kind: dict[date, dict[str, int]]
     credits: dict[date, int] = field(default_factory=dict)
@@ -1809,10 +1779,12 @@ def _ledger_sums(program: Program, kind: str, hi, *, credits: bool = False) -> L
     scan of its own of the ledger (1.8 s at a million members)."""
     aggregates = {"total": Sum("points")}
     if credits:
-        aggregates["credits"] = Sum("points", filter=Q(points__gt=0))
+        credit = Q(points__gt=0) & ~Q(kind=PointsEntry.Kind.RELEASE)
+        aggregates["credits"] = Sum("points", filter=credit)
         aggregates["misdated"] = Count(
             "pk",
-            filter=Q(earned_at__lt=F("effective_at")) | Q(earned_at__gt=F("effective_at")),
+            filter=~Q(kind=PointsEntry.Kind.RELEASE)
+            & (Q(earned_at__lt=F("effective_at")) | Q(earned_at__gt=F("effective_at"))),
         )
     rows = (
         PointsEntry.objects.filter(program=program, effective_at__lt=hi)
@@ -1824,12 +1796,10 @@ def _ledger_sums(program: Program, kind: str, hi, *, credits: bool = False) -> L
     sums = LedgerSums(defaultdict(dict))
     for row in rows:
         sums.by_kind[row["period"]][row["kind"]] = int(row["total"] or 0)
-        if credits and row["kind"] != PointsEntry.Kind.RELEASE:
-            if row["credits"]:
-                sums.credits[row["period"]] = sums.credits.get(row["period"], 0) + int(
-                    row["credits"]
-                )
-            sums.misdated = sums.misdated or bool(row["misdated"])
+        if credits and row["credits"]:
+            sums.credits[row["period"]] = sums.credits.get(row["period"], 0) + row["credits"]
+        if credits and row["misdated"]:
+            sums.misdated = True
     return sums
 
 
@@ -1907,7 +1877,7 @@ def _grouped_result(program, periods, first_day, read, masks, channel_of):
         if program.expiry_policy == Program.ExpiryPolicy.AFTER_EARNING and not ledger_sums.misdated:
             outstanding = outstanding_from_changes(periods, outstanding, ledger_sums.credits)
         elif program.expiry_policy == Program.ExpiryPolicy.AFTER_EARNING:
-            # Without the grouped form (see misdated_credits): one query per month.
+            # Without the grouped form (see LedgerSums.misdated): one query per month.
             outstanding = run_reads(
                 {p.start: partial(outstanding_at, program, p, first_day) for p in periods},
                 GROUPED_READ_SETTINGS,
