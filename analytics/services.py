@@ -40,7 +40,8 @@ JOB_NAME = "analytics.recompute_kpis"
 SAFETY_MARGIN = timedelta(minutes=10)
 ALL_KINDS = (PeriodKind.MONTH, PeriodKind.WEEK, PeriodKind.QUARTER)
 # A plan of at most this many periods is computed period by period (bounded queries); a longer
-# one with grouped queries over all its periods (analytics.kpis.compute_periods).
+# one with grouped queries over all its periods, with the other such plans of the run
+# (analytics.kpis.grouped_facts_of_kinds).
 PER_PERIOD_UP_TO = 3
 
 
@@ -311,7 +312,7 @@ def _unchanged_revenues(program: Program, plan: list[Period]) -> dict[Period, De
     return {period_containing(kind, start): kpis.money(value) for start, value in rows}
 
 
-def _compute(
+def _compute_per_period(
     program: Program,
     plan: list[Period],
     *,
@@ -320,15 +321,11 @@ def _compute(
     points_before: _PointsBefore | None = None,
     incremental: bool = False,
 ):
-    """The results of the periods of `plan` (one kind, in order): from grouped queries over
-    all of them when there are more than a few (a full recompute: a handful of scans whatever
-    the number of periods), else period by period with queries bounded by each period (the
-    nightly run's few changed periods, where a scan of the whole history would cost more).
-    An `incremental` plan (the periods changed since the last run) takes the member revenue of
-    the periods it compares with from their snapshots, or from its own earlier results."""
-    if not _per_period(plan):
-        yield from kpis.compute_periods(program, plan, first_day=first_day, costs=costs)
-        return
+    """The results of the periods of `plan` (one kind, in order, a few: `_per_period`), period
+    by period with queries bounded by each period (the nightly run's few changed periods,
+    where a scan of the whole history would cost more). An `incremental` plan (the periods
+    changed since the last run) takes the member revenue of the periods it compares with from
+    their snapshots, or from its own earlier results."""
     tz = program.tzinfo
     known = _unchanged_revenues(program, plan) if incremental else {}
     carried = None
@@ -485,7 +482,7 @@ def recompute_kinds(
             if kind in facts:
                 results = (kpis.assemble(program, p, facts[kind][p]) for p in plan)
             else:
-                results = _compute(
+                results = _compute_per_period(
                     program,
                     plan,
                     first_day=first_day,
