@@ -106,8 +106,8 @@ def make_reward(program, *, tiers=(), **fields):
 
 
 def record_member_purchase(store, member, receipt, amount, occurred_at):
-    """A purchase of `member` at `store` (amount in euros), recorded through the service; the
-    service's outcome."""
+    """A purchase of `member` (None: an anonymous customer) at `store` (amount in euros),
+    recorded through the service; the service's outcome."""
     from members.services import record_purchase
 
     return record_purchase(
@@ -116,5 +116,5 @@ def record_member_purchase(store, member, receipt, amount, occurred_at):
         amount=Decimal(amount),
         currency="EUR",
         occurred_at=occurred_at,
-        card_number=member.card_number,
+        card_number=member.card_number if member else None,
     )

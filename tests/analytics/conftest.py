@@ -34,10 +34,17 @@ from django.utils import timezone
 
 from loyalty.models import Program, ProgramCost
 from members.models import Member
-from members.services import record_purchase, record_return
+from members.services import record_return
 from rewards.models import Reward
 from rewards.services import cancel, redeem
-from tests.factories import ProgramCostFactory, ProgramFactory, StoreFactory, TierFactory, enrol
+from tests.factories import (
+    ProgramCostFactory,
+    ProgramFactory,
+    StoreFactory,
+    TierFactory,
+    enrol,
+    record_member_purchase,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -60,14 +67,7 @@ class Shop:
     reward: Reward
 
     def buy(self, receipt, member, store, when, amount):
-        return record_purchase(
-            store=store,
-            receipt_id=receipt,
-            amount=Decimal(amount),
-            currency="EUR",
-            occurred_at=when,
-            card_number=member.card_number if member else None,
-        )
+        return record_member_purchase(store, member, receipt, amount, when)
 
     def give_back(self, receipt, store, return_id, when, amount):
         return record_return(
