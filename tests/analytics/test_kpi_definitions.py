@@ -7,6 +7,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from analytics import kpis
@@ -20,7 +21,7 @@ from analytics.models import (
 from analytics.periods import periods_between
 from analytics.services import recompute
 from loyalty.models import Program
-from members import jobs
+from members import jobs, ledger
 from members.models import PointsEntry
 from members.services import record_purchase
 from rewards.services import redeem
@@ -298,18 +299,26 @@ def test_liability_of_credits_dated_apart_from_their_effect_month_by_month(db):
     program, _store, _saver, spender = saver_and_spender("misdated")
     reward = make_reward(program, points_cost=130)
     redeem(member=spender, reward=reward, channel="staff", now=paris(10, 20))
-    # 20 points credited on 25 October whose clock started on 30 August (the ledger is
-    # append-only: written as such).
-    PointsEntry.objects.create(
-        txn=uuid.uuid4(),
-        program=program,
-        member=spender,
-        kind=PointsEntry.Kind.BONUS,
-        bucket=PointsEntry.Bucket.AVAILABLE,
-        points=20,
-        effective_at=paris(10, 25),
-        earned_at=paris(8, 30),
-    )
+    # 20 points credited on 25 October whose clock started on 30 August, written through the
+    # ledger (which keeps the member's balances with its rows).
+    with transaction.atomic():
+        ledger.lock_members([spender.pk])
+        ledger.post_many(
+            program.pk,
+            [
+                ledger.BulkPosting(
+                    member_id=spender.pk,
+                    kind=PointsEntry.Kind.BONUS,
+                    bucket=PointsEntry.Bucket.AVAILABLE,
+                    points=20,
+                    txn=uuid.uuid4(),
+                    effective_at=paris(10, 25),
+                    earned_at=paris(8, 30),
+                )
+            ],
+            now=paris(10, 25),
+        )
+    assert ledger.find_mismatches() == []
     first_day = kpis.first_activity_day(program)
     months = periods_between("month", AUG, OCT)
     assert kpis.grouped_outstanding(program, months) is None
