@@ -236,7 +236,9 @@ def _group_estimate(expression: str, table: str) -> int:
 @pytest.mark.postgres
 def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions(shop):
     """Without statistics, PostgreSQL estimates a group per distinct timestamp; with those
-    that a full recompute creates, about one per period, for the program's time zone only."""
+    that a full recompute creates on the ledger's months (what the month-end liability groups
+    by), about one per month, for the program's time zone only. Statistics that the reads no
+    longer use go."""
     program = shop.program
     with connection.cursor() as cursor:
         # Left by tests that commit (statistics are not data: a flush keeps them).
@@ -246,11 +248,17 @@ def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions
         for (name,) in cursor.fetchall():
             cursor.execute(f'DROP STATISTICS "{name}"')
         # The column statistics of this test's rows, not of the last test that committed.
-        cursor.execute("ANALYZE members_purchase")
-    month = "CAST(DATE_TRUNC('month', occurred_at AT TIME ZONE 'Europe/Paris') AS date)"
-    distinct = Purchase.objects.filter(program=program).values("occurred_at").distinct().count()
-    assert distinct > 8
-    assert _group_estimate(month, "members_purchase") >= distinct
+        cursor.execute("ANALYZE members_pointsentry")
+        # Statistics of an earlier version, on the purchases' days.
+        cursor.execute(
+            'CREATE STATISTICS "analytics_period_purchase_day_0123456789ab" '
+            "ON (CAST(DATE_TRUNC('day', occurred_at AT TIME ZONE 'UTC') AS date)) "
+            "FROM members_purchase"
+        )
+    month = "CAST(DATE_TRUNC('month', effective_at AT TIME ZONE 'Europe/Paris') AS date)"
+    distinct = PointsEntry.objects.filter(program=program).values("effective_at").distinct()
+    assert distinct.count() > 8
+    assert _group_estimate(month, "members_pointsentry") >= distinct.count()
 
     services.recompute(program, "month", full=True)
 
@@ -259,29 +267,23 @@ def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions
             "SELECT stxname FROM pg_statistic_ext WHERE stxname LIKE 'analytics_period_%%'"
         )
         names = sorted(row[0] for row in cursor.fetchall())
-    assert [name.rsplit("_", 2)[0] for name in names] == [
-        "analytics_period_pointsentry",
-        "analytics_period_purchase",
-    ]
-    # August to October: three months of purchases.
-    assert _group_estimate(month, "members_purchase") <= 4
-    effective_month = month.replace("occurred_at", "effective_at")
-    assert _group_estimate(effective_month, "members_pointsentry") <= 4
+    assert [name.rsplit("_", 2)[0] for name in names] == ["analytics_period_pointsentry"]
+    # August to October: three months of ledger rows.
+    assert _group_estimate(month, "members_pointsentry") <= 4
     # Another run creates nothing; when the program moves to another zone, the statistics
     # of the old one go and the new zone's come.
     assert kpis.ensure_period_statistics(["month"]) == []
     program.time_zone = "America/Montreal"
     program.save(update_fields=["time_zone"])
     created = kpis.ensure_period_statistics(["month"])
-    assert len(created) == 2
+    assert len(created) == 1
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT stxname FROM pg_statistic_ext WHERE stxname LIKE 'analytics_period_%%'"
         )
         assert sorted(row[0] for row in cursor.fetchall()) == sorted(created)
-    assert (
-        _group_estimate(month.replace("Europe/Paris", "America/Montreal"), "members_purchase") <= 4
-    )
+    montreal = month.replace("Europe/Paris", "America/Montreal")
+    assert _group_estimate(montreal, "members_pointsentry") <= 4
     # A refused statement (here: a column that does not exist, as a user who does not own the
     # table would be refused) is logged and leaves the recompute's transaction usable.
     assert not kpis._ddl(
