@@ -104,6 +104,42 @@ def test_running_again_gives_identical_rows(shop):
     assert len(first[0]) > 100
 
 
+def test_rows_no_longer_produced_are_deleted(shop, monkeypatch):
+    """Each batch of periods written together (two here: several batches of a grouped run)
+    deletes the figures, liability rows and cohort cells of its periods that the recompute no
+    longer produces, and only those."""
+    monkeypatch.setattr(services, "WRITE_BATCH_PERIODS", 2)
+    full(shop.program)
+    first = snapshot(shop.program)
+
+    def copy(row, **changes):
+        row.pk = None
+        for name, value in changes.items():
+            setattr(row, name, value)
+        row.save()
+        return row
+
+    for kind in ("month", "week", "quarter"):
+        figure = KpiValue.objects.filter(program=shop.program, period_kind=kind).last()
+        copy(figure, dimension_key="gone", store=None)
+    row = KpiLiabilityByExpiry.objects.filter(program=shop.program, period_kind="month").first()
+    copy(row, expiry_month=date(2000, 1, 1))
+    cell = KpiCohort.objects.filter(program=shop.program).first()
+    # No one enrolled in July: a cell on September's diagonal goes, one on the diagonal of a
+    # month to come (not recomputed) stays.
+    copy(KpiCohort.objects.get(pk=cell.pk), cohort_month=date(2026, 7, 1), months_after=2)
+    kept = copy(KpiCohort.objects.get(pk=cell.pk), cohort_month=date(2026, 7, 1), months_after=24)
+    assert KpiValue.objects.filter(program=shop.program, dimension_key="gone").count() == 3
+
+    full(shop.program)
+
+    values, inputs, cohorts, liability = snapshot(shop.program)
+    assert (values, inputs, liability) == (first[0], first[1], first[3])
+    assert cohorts == sorted(
+        [*first[2], (kept.cohort_month, kept.months_after, kept.members, kept.active, kept.rate)]
+    )
+
+
 def test_incremental_recompute_equals_full_recompute(shop, no_margin):
     full(shop.program)
     # Recorded after the last run: a purchase back-dated into October, a return of part of a
