@@ -145,11 +145,6 @@ def changed_periods(period_kind: str, days: ChangedDays, *, current: Period) -> 
     return sorted(p for p in periods if p <= current)
 
 
-def write_period(program: Program, result: kpis.PeriodResult) -> None:
-    """Store the figures of one period (`write_periods`)."""
-    write_periods(program, [result])
-
-
 def write_periods(program: Program, results: list[kpis.PeriodResult]) -> None:
     """Store the figures of periods of one kind: upserts keyed by (program, period kind,
     period start, dimension, key, metric) and by cohort cell; rows no longer produced are
