@@ -51,7 +51,7 @@ from members.tiers import add_months
 from rewards.models import Redemption
 
 from .models import Dimension, Metric, PeriodKind
-from .periods import Period, period_containing, periods_between, utc_midnight
+from .periods import Period, period_containing, periods_between, span_bounds, utc_midnight
 
 logger = logging.getLogger(__name__)
 
@@ -731,8 +731,7 @@ def _consumer_changes(program: Program, months: list[Period]) -> list[tuple]:
     credits, what it keeps less the credits; later, the months where K moves across it. With
     every member's credits by month (`_ledger_sums`) they make the outstanding points at
     every month's end (`outstanding_from_changes`)."""
-    tz = program.tzinfo
-    span = (months[0].bounds(tz)[0], months[-1].bounds(tz)[1])
+    span = span_bounds(months[0], months[-1], program.tzinfo)
     month, month_params = period_sql("effective_at", PeriodKind.MONTH, program, span)
     sql = _BY_EARNING_CHANGES_SQL.format(
         consumers=_CONSUMERS_SQL,
@@ -1261,11 +1260,6 @@ def _bucket_sql(column: str, fallback: str) -> str:
 MAX_BUCKETS = 4000
 
 
-def _span(since, hi):
-    """The span of a read from `since` (None: no bounds) to `hi`, for `period_sql`."""
-    return None if since is None else (since, hi)
-
-
 def period_bounds(kind: str, tz, lo, hi) -> tuple[list[date], list[datetime]]:
     """The first local days of the `kind` periods (or days) that [lo, hi) overlaps, and their
     starts as UTC datetimes followed by the end of the last one (local midnights in `tz`): the
@@ -1303,8 +1297,7 @@ def _day(value) -> date:
 
 def grouped_reward_costs(program: Program, kind: str, periods: list[Period]) -> dict[date, Decimal]:
     """`reward_costs` of every period in `periods`, by period start: one grouped query."""
-    tz = program.tzinfo
-    span = (periods[0].bounds(tz)[0], periods[-1].bounds(tz)[1])
+    span = span_bounds(periods[0], periods[-1], program.tzinfo)
     rows = (
         Redemption.objects.filter(
             program=program,
@@ -1344,8 +1337,7 @@ def grouped_campaign_costs(
     """`members.campaigns.campaign_costs` of every period in `periods`, by period start: the
     campaign points given (purchase bonuses net of the returned share of their purchase, plus
     lifecycle bonuses) x the cost of one point, in one grouped query."""
-    tz = program.tzinfo
-    span = (periods[0].bounds(tz)[0], periods[-1].bounds(tz)[1])
+    span = span_bounds(periods[0], periods[-1], program.tzinfo)
     period, period_params = period_sql("a.occurred_at", kind, program, span)
     sql = _CAMPAIGN_COSTS_SQL.format(
         period=period, awards=CampaignAward._meta.db_table, purchases=P
@@ -1550,7 +1542,7 @@ def _tier_deltas(program: Program, kind: str, since, hi) -> list[tuple]:
     the next change's (the last one: to their tier now). A change recorded before the member's
     enrolment date counts at the enrolment. `since`: the program's first activity, from
     which the periods are found by their bounds (`period_sql`)."""
-    period, period_params = period_sql("ev.at", kind, program, _span(since, hi))
+    period, period_params = period_sql("ev.at", kind, program, (since, hi))
     sql = _TIER_EVENTS_SQL.format(changes=TierChange._meta.db_table, members=M, period=period)
     params = [program.pk, program.pk, *period_params, dt(hi)]
     with connection.cursor() as cursor:
@@ -1672,9 +1664,7 @@ def grouped_facts_of_kinds(
     `settings.KPI_READ_CONNECTIONS` connections at once (`run_reads`)."""
     tz = program.tzinfo
     spans = {kind: (periods[0].year_before(), periods[-1]) for kind, periods in plans.items()}
-    bounds = {
-        kind: (first.bounds(tz)[0], last.bounds(tz)[1]) for kind, (first, last) in spans.items()
-    }
+    bounds = {kind: span_bounds(first, last, tz) for kind, (first, last) in spans.items()}
     unit = next(iter(plans)) if len(plans) == 1 else DAY
     lo, hi = min(b[0] for b in bounds.values()), max(b[1] for b in bounds.values())
     # Where the reads from the beginning find their periods by bounds (`period_sql`).
@@ -1830,7 +1820,7 @@ def _enrolments(program: Program, kind: str, since, hi) -> dict[date, int]:
     sizes), by period start; `since` as for `_tier_deltas`."""
     return dict(
         Member.objects.filter(program=program, enrolled_at__lt=hi)
-        .annotate(period=_period_annotation(Member, "enrolled_at", kind, program, _span(since, hi)))
+        .annotate(period=_period_annotation(Member, "enrolled_at", kind, program, (since, hi)))
         .values("period")
         .annotate(n=Count("pk"))
         .order_by()
@@ -1866,16 +1856,15 @@ def _ledger_sums(
             filter=~Q(kind=PointsEntry.Kind.RELEASE)
             & (Q(earned_at__lt=F("effective_at")) | Q(earned_at__gt=F("effective_at"))),
         )
+    span = None if since is None else (since, hi)
     rows = (
         PointsEntry.objects.filter(program=program, effective_at__lt=hi)
-        .annotate(
-            period=_period_annotation(PointsEntry, "effective_at", kind, program, _span(since, hi))
-        )
+        .annotate(period=_period_annotation(PointsEntry, "effective_at", kind, program, span))
         .values("period", "kind")
         .annotate(**aggregates)
         .order_by()
     )
-    with _hashed_periods() if since is not None else nullcontext():
+    with _hashed_periods() if span is not None else nullcontext():
         rows = list(rows)
     sums = LedgerSums(defaultdict(dict))
     for row in sorted(rows, key=lambda row: (_day(row["period"]), row["kind"])):
@@ -2007,9 +1996,10 @@ def compute_periods(
     program: Program, periods: list[Period], *, first_day: date, costs: list
 ) -> Iterator[PeriodResult]:
     """Every figure of `periods` (one kind, in order) from grouped queries over all of them
-    (`grouped_facts`): what a full recompute runs, a handful of scans whatever the number of
-    periods. Yields one PeriodResult per period, in order, so that the caller writes each and
-    records its progress."""
+    (`grouped_facts`), a handful of scans whatever the number of periods: what a full
+    recompute of that kind alone computes (`services.recompute_kinds` reads every kind of a
+    run together, `grouped_facts_of_kinds`, and assembles each period the same way). Yields
+    one PeriodResult per period, in order."""
     if not periods:
         return
     facts = grouped_facts(program, periods, first_day=first_day, costs=costs)

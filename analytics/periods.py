@@ -32,6 +32,11 @@ class Period:
         return utc_midnight(self.start, tz), utc_midnight(self.end, tz)
 
 
+def span_bounds(first: Period, last: Period, tz) -> tuple[datetime, datetime]:
+    """[first's start, last's end) as aware UTC datetimes, in time zone `tz`."""
+    return first.bounds(tz)[0], last.bounds(tz)[1]
+
+
 def utc_midnight(day: date, tz) -> datetime:
     return datetime.combine(day, time.min, tzinfo=tz).astimezone(UTC)
 
