@@ -18,24 +18,50 @@ def select_columns(model, alias: str) -> str:
     return ", ".join(f'{alias}."{f.column}"' for f in model._meta.concrete_fields)
 
 
+_CONVERTERS: dict[tuple[str, type], list] = {}
+
+
+def _converters(model) -> list:
+    """Per concrete field of `model`, the converters the ORM applies to a value read from this
+    database (the backend's, then the field's `from_db_value`) with the column they are given,
+    or None where there is none.
+
+    PostgreSQL hands back every type ready (no converter). SQLite hands back datetimes naive,
+    decimals as float, booleans as 0/1, UUIDs as hex text: without these a row read by
+    hand-written SQL would not equal the same row read by the ORM.
+    """
+    key = (connection.vendor, model)
+    plan = _CONVERTERS.get(key)
+    if plan is None:
+        plan = []
+        for field in model._meta.concrete_fields:
+            col = field.get_col(model._meta.db_table)
+            found = connection.ops.get_db_converters(col) + field.get_db_converters(connection)
+            plan.append((found, col) if found else None)
+        _CONVERTERS[key] = plan
+    return plan
+
+
 def from_row(model, row, start: int = 0):
     """Build a `model` instance from `row[start:]`; return it and the index after its columns.
 
-    A row of all NULLs (an outer join that matched nothing) gives None.
+    Values pass through the converters the ORM would apply (`_converters`), so the instance is
+    the one `Model.objects.get` would give. A row of all NULLs (an outer join that matched
+    nothing) gives None.
     """
     fields = model._meta.concrete_fields
     end = start + len(fields)
     values = row[start:end]
     if values[0] is None:
         return None, end
-    if connection.vendor == "sqlite":
-        # SQLite hands decimals back as float or int (the ORM converts them; from_db does not).
-        values = [
-            Decimal(str(v)).quantize(Decimal(1).scaleb(-f.decimal_places))
-            if v is not None and f.get_internal_type() == "DecimalField"
-            else v
-            for f, v in zip(fields, values, strict=True)
-        ]
+    plan = _converters(model)
+    if any(plan):
+        values = list(values)
+        for i, step in enumerate(plan):
+            if step:
+                converters, col = step
+                for converter in converters:
+                    values[i] = converter(values[i], col, connection)
     return model.from_db(DEFAULT_DB_ALIAS, [f.attname for f in fields], values), end
 
 
