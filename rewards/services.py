@@ -191,10 +191,18 @@ def cancel(*, redemption: Redemption, reason: str, staff_user=None, now=None) ->
 
 def find_voucher(program: Program, code: str, *, lock: bool = False) -> Redemption:
     """The program's voucher with this code (typed in any case, with dashes or spaces), with
-    what its answer shows; locked (only its row) when `lock`. VoucherNotFound otherwise."""
-    vouchers = Redemption.objects.select_related("reward", "member", "used_store")
+    what its answer shows; locked (only its row) when `lock`. VoucherNotFound otherwise.
+
+    Locked, the store that used it is not joined: after waiting for another till's lock,
+    PostgreSQL hands back the voucher's new row but the joined store of the row as it was
+    before the wait (none). The caller that uses a locked voucher's store loads it itself.
+    """
     if lock:
-        vouchers = vouchers.select_for_update(of=("self",))
+        vouchers = Redemption.objects.select_related("reward", "member").select_for_update(
+            of=("self",)
+        )
+    else:
+        vouchers = Redemption.objects.select_related("reward", "member", "used_store")
     voucher = vouchers.filter(program=program, code=normalize_code(code)).first()
     if voucher is None:
         raise errors.VoucherNotFound()
@@ -213,6 +221,7 @@ def consume(
         voucher = find_voucher(program, code, lock=True)
         if voucher.status == Redemption.Status.USED:
             if voucher.used_receipt_id == receipt_id and voucher.used_store_id == store.pk:
+                voucher.used_store = store
                 return voucher, False
             raise errors.VoucherAlreadyUsed()
         if voucher.status == Redemption.Status.CANCELLED:

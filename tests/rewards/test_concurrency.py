@@ -222,3 +222,34 @@ def test_cancel_racing_the_expiry_job_refunds_once(make_member, make_reward, pro
     reward.refresh_from_db()
     assert reward.stock == 50
     assert find_mismatches() == []
+
+
+def test_one_receipt_posted_twenty_times_at_the_till_answers_the_same_voucher(
+    member, make_reward, program, store
+):
+    """The replays that waited for the first till's lock answer the voucher as used, with the
+    store that used it (the store is read after the lock, not from before the wait)."""
+    from rest_framework.test import APIClient
+
+    from tests.factories import make_api_key
+
+    voucher = services.redeem(member=member, reward=make_reward(), channel="portal")
+    key = make_api_key(store)
+
+    def post(i):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        return client.post(
+            f"/api/v1/vouchers/{voucher.code}/redeem/", {"receipt_id": "SAME"}, format="json"
+        )
+
+    responses = race(20, post)
+
+    assert [r.status_code for r in responses] == [200] * 20, [
+        r.content for r in responses if r.status_code != 200
+    ]
+    bodies = [r.json() for r in responses]
+    assert {b["used_store"] for b in bodies} == {store.slug}
+    assert {b["status"] for b in bodies} == {"used"}
+    assert len({b["used_at"] for b in bodies}) == 1
+    assert find_mismatches() == []
