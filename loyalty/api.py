@@ -79,6 +79,8 @@ class StoreAPIKeyAuthentication(BaseAuthentication):
         key = key.strip()
         if scheme != self.keyword or not key:
             raise exceptions.AuthenticationFailed(_("Use the header Authorization: Api-Key <key>."))
+        if not key.isascii() or not key.isprintable():
+            raise exceptions.AuthenticationFailed(_("Unknown, revoked or expired API key."))
         prefix = key.partition(".")[0]
         api_key = _api_key_with_store(prefix)
         if api_key is None or api_key.has_expired or not api_key.is_valid(key):
@@ -150,8 +152,38 @@ class BodyTooLarge(exceptions.APIException):
     default_code = "body_too_large"
 
 
+# How deep objects and arrays may nest in a request body: the deepest documented body (a
+# purchase's lines) is 3 levels.
+MAX_JSON_DEPTH = 16
+
+
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def check_json_value(data) -> None:
+    """ParseError unless `data` nests at most MAX_JSON_DEPTH deep and no string or key holds a
+    NUL character (which no text column can store). Walked without recursion."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise exceptions.ParseError(_("Text cannot contain the NUL character (\\u0000)."))
+        elif isinstance(value, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise exceptions.ParseError(
+                    _("The body nests more than %(depth)d levels deep.") % {"depth": MAX_JSON_DEPTH}
+                )
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                stack.append((key, depth))
+                stack.append((item, depth + 1))
+
+
 class BoundedJSONParser(JSONParser):
-    """JSON with a size limit (POS_API_MAX_BODY_BYTES), enforced while reading."""
+    """JSON with a size limit (POS_API_MAX_BODY_BYTES), enforced while reading; no NaN or
+    Infinity, bounded nesting and no NUL character (`check_json_value`)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = settings.POS_API_MAX_BODY_BYTES
@@ -163,11 +195,16 @@ class BoundedJSONParser(JSONParser):
         if len(raw) > limit:
             raise BodyTooLarge()
         try:
-            data = json.loads(raw.decode(settings.DEFAULT_CHARSET))
+            data = json.loads(raw.decode(settings.DEFAULT_CHARSET), parse_constant=_refuse_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(_("Malformed JSON: %(error)s") % {"error": exc}) from None
+        except RecursionError:
+            raise exceptions.ParseError(
+                _("The body nests more than %(depth)d levels deep.") % {"depth": MAX_JSON_DEPTH}
+            ) from None
         if not isinstance(data, dict):
             raise exceptions.ParseError(_("The body must be a JSON object."))
+        check_json_value(data)
         return data
 
 
@@ -277,6 +314,17 @@ class PosAPIView(APIView):
 
     def get_exception_handler(self):
         return problem_exception_handler
+
+    def initial(self, request, *args, **kwargs):
+        """Refuse a NUL character in the URL (a path segment or a query parameter) before
+        anything looks it up: no text column can store it."""
+        for name, value in [*kwargs.items(), *request.query_params.lists()]:
+            values = value if isinstance(value, list) else [value]
+            if any("\x00" in v for v in values if isinstance(v, str)):
+                raise exceptions.ValidationError(
+                    {name: [_("Text cannot contain the NUL character (\\u0000).")]}
+                )
+        super().initial(request, *args, **kwargs)
 
     @property
     def client(self) -> PosClient:

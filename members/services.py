@@ -14,6 +14,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from loyalty import rules
 from loyalty.models import Program, Store
@@ -150,20 +151,25 @@ def enrol_member(
 
 def _check_occurred_at(program: Program, occurred_at: datetime, now: datetime) -> None:
     if occurred_at > now + CLOCK_SKEW:
-        raise errors.InvalidOccurredAt("The purchase date is in the future.")
+        raise errors.InvalidOccurredAt(gettext("The purchase date is in the future."))
     if occurred_at < now - timedelta(days=program.backdating_days):
         raise errors.InvalidOccurredAt(
-            f"The purchase is older than the program's back-dating window "
-            f"({program.backdating_days} days)."
+            gettext("The purchase is older than the program's back-dating window (%(days)d days).")
+            % {"days": program.backdating_days}
         )
 
 
 def _check_basket(program: Program, amount: Decimal, currency: str, lines) -> None:
     if currency != program.currency:
-        raise errors.WrongCurrency(f"This program's currency is {program.currency}.")
+        raise errors.WrongCurrency(
+            gettext("This program's currency is %(currency)s.") % {"currency": program.currency}
+        )
     if lines and sum((line.amount for line in lines), Decimal(0)) != amount:
         total = sum((line.amount for line in lines), Decimal(0))
-        raise errors.LinesMismatch(f"The lines add up to {total}, the amount is {amount}.")
+        raise errors.LinesMismatch(
+            gettext("The lines add up to %(total)s, the amount is %(amount)s.")
+            % {"total": total, "amount": amount}
+        )
 
 
 def _member_for_card(program: Program, card_number: str, *, lock: bool) -> Member:
@@ -487,7 +493,7 @@ def record_return(
 def _record_new_return(store, head, return_id, amount, occurred_at, lines, request_hash):
     now = timezone.now()
     if occurred_at > now + CLOCK_SKEW:
-        raise errors.InvalidOccurredAt("The return date is in the future.")
+        raise errors.InvalidOccurredAt(gettext("The return date is in the future."))
     with transaction.atomic():
         # Lock order: member, then purchase.
         member = (
@@ -500,11 +506,12 @@ def _record_new_return(store, head, return_id, amount, occurred_at, lines, reque
         if existing is not None:
             raise IntegrityError("return already recorded")  # answered by the caller
         if occurred_at < purchase.occurred_at:
-            raise errors.InvalidOccurredAt("The return is dated before the purchase.")
+            raise errors.InvalidOccurredAt(gettext("The return is dated before the purchase."))
         returned_after = purchase.returned_amount + amount
         if returned_after > purchase.total_amount:
             raise errors.ReturnExceedsPurchase(
-                f"{purchase.total_amount - purchase.returned_amount} is left to return."
+                gettext("%(left)s is left to return.")
+                % {"left": purchase.total_amount - purchase.returned_amount}
             )
         reverse = _points_to_reverse(purchase, amount, lines)
         purchase_return = PurchaseReturn(
@@ -585,11 +592,13 @@ def _points_to_reverse(purchase: Purchase, amount: Decimal, lines) -> int:
                 break
         if left > 0:
             raise errors.ReturnExceedsPurchase(
-                f"More of {item.sku!r} returned than was bought.", field="lines"
+                gettext("More of %(sku)s returned than was bought.") % {"sku": repr(item.sku)},
+                field="lines",
             )
     if returned_value != amount:
         raise errors.LinesMismatch(
-            f"The returned lines are worth {returned_value}, the amount is {amount}."
+            gettext("The returned lines are worth %(value)s, the amount is %(amount)s.")
+            % {"value": returned_value, "amount": amount}
         )
     return remaining if is_last else min(remaining, reverse)
 
