@@ -155,7 +155,8 @@ def write_periods(program: Program, results: list[kpis.PeriodResult]) -> None:
     if not results:
         return
     kind = results[0].period.kind
-    assert all(r.period.kind == kind for r in results), "write_periods takes one kind"
+    if any(r.period.kind != kind for r in results):
+        raise ValueError("write_periods takes periods of one kind")
     starts = [r.period.start for r in results]
     rows = [
         KpiValue(

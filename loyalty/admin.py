@@ -441,7 +441,7 @@ class CampaignAdmin(admin.ModelAdmin):
             return gettext("Nothing given yet.")
         cost = obj.program.point_cost_amount
         return format_html_join(
-            mark_safe("<br>"),
+            mark_safe("<br>"),  # nosec B308  # a constant tag, no input
             "{}: {} / {} {} ({} / {} {})",
             (
                 (

@@ -144,13 +144,13 @@ def budget_scopes(budget: CampaignBudget, store_id: int | None, local_day) -> li
 # The update applies only while the cap holds on the current row version; rows that refuse
 # are not returned. Works on PostgreSQL and SQLite (>= 3.35).
 _CONSUME_SQL = (
-    f"INSERT INTO {U} (campaign_id, scope, spent_points, cap_points) VALUES {{values}} "  # noqa: S608
+    f"INSERT INTO {U} (campaign_id, scope, spent_points, cap_points) VALUES {{values}} "  # noqa: S608  # nosec B608  # table name from model metadata; {values}/{marks} are %s placeholders
     "ON CONFLICT (campaign_id, scope) DO UPDATE SET "
     f"spent_points = {U}.spent_points + EXCLUDED.spent_points, cap_points = EXCLUDED.cap_points "
     f"WHERE {U}.spent_points + EXCLUDED.spent_points <= EXCLUDED.cap_points RETURNING scope"
 )
 _RELEASE_SQL = (
-    f"UPDATE {U} SET spent_points = spent_points - %s "  # noqa: S608
+    f"UPDATE {U} SET spent_points = spent_points - %s "  # noqa: S608  # nosec B608  # table name from model metadata; {values}/{marks} are %s placeholders
     "WHERE campaign_id = %s AND scope IN ({marks})"
 )
 
@@ -360,7 +360,7 @@ LEFT JOIN (
     GROUP BY member_id
 ) x ON x.member_id = a.member_id
 GROUP BY a.is_held_out
-"""  # noqa: S608
+"""  # noqa: S608  # nosec B608  # table names from model metadata; values are parameters
 
 
 @dataclass(frozen=True, slots=True)

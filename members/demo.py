@@ -290,7 +290,7 @@ class _Writer:
         else:
             marks = ", ".join(["%s"] * len(columns))
             with connection.cursor() as cursor:
-                cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)
+                cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)  # nosec B608  # table and column names from model metadata; values are parameters
 
     def defer_checks(self) -> None:
         """On PostgreSQL, as a superuser, skip the per-row foreign-key triggers for this
@@ -307,7 +307,7 @@ class _Writer:
 
     def next_id(self, model) -> int:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {model._meta.db_table}")
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {model._meta.db_table}")  # nosec B608  # table name from model metadata
             return cursor.fetchone()[0]
 
     def reset_sequence(self, model) -> None:
@@ -315,7 +315,7 @@ class _Writer:
             table = model._meta.db_table
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # nosec B608  # table name from model metadata
                     f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
                 )
 
@@ -420,7 +420,7 @@ def _generate_chunk(plan: _Plan, chunk: int):
     """Rows of members [chunk * CHUNK, (chunk + 1) * CHUNK): members, purchases, ledger rows,
     as COPY text (PostgreSQL) or tuples (elsewhere), with their counts. Deterministic: the
     chunk's random generator is seeded from the seed and the chunk number."""
-    rng = random.Random(f"{plan.seed}:{chunk}")
+    rng = random.Random(f"{plan.seed}:{chunk}")  # nosec B311  # seeded generator for reproducible demo data, not security
     tz = zoneinfo.ZoneInfo(plan.time_zone)
     now, start = plan.now, plan.start
     purchase_id = plan.purchase_id_base + chunk * ID_STRIDE
@@ -854,7 +854,7 @@ def generate_campaign_history(
                 JOIN {_MEMBERS} m ON m.id = g.member_id
                 LEFT JOIN {Tier._meta.db_table} t ON t.id = m.tier_id
                 ORDER BY g.member_id
-                """,
+                """,  # nosec B608  # table names and SQL built in this module; values are parameters
                 window,
             )
             reached = cursor.fetchall()
@@ -876,7 +876,7 @@ def generate_campaign_history(
                     f"CREATE TEMP TABLE {_GROUPS_TABLE} (member_id integer PRIMARY KEY, "
                     "held_out bool NOT NULL)"
                 )
-                cursor.executemany(f"INSERT INTO {_GROUPS_TABLE} VALUES (%s, %s)", groups)
+                cursor.executemany(f"INSERT INTO {_GROUPS_TABLE} VALUES (%s, %s)", groups)  # nosec B608  # a constant table name; values are parameters
         purchase_base, entry_base = writer.next_id(Purchase), writer.next_id(PointsEntry)
         purchases, entries = _extra_visits(
             program, campaign, reached, dict(groups), seed, now, purchase_base, entry_base
@@ -919,7 +919,7 @@ def _extra_visits(program, campaign, reached, held_out, seed, now, purchase_id, 
     """The treated members' extra purchases in the campaign's dates and their earn rows, as
     the generator writes them: at one of the member's stores, around the member's basket, the
     channel's rate x the member's tier multiplier."""
-    rng = random.Random(f"{seed}:campaign")
+    rng = random.Random(f"{seed}:campaign")  # nosec B311  # seeded generator for reproducible demo data, not security
     stores = {
         row[0]: _StoreInfo(*row)
         for row in Store.objects.filter(program=program).values_list("pk", "slug", "channel")
@@ -998,7 +998,7 @@ def _write_campaign_rows(campaign, extra_factor, in_window, window, stats) -> No
                    p.occurred_at, CASE WHEN g.held_out THEN NULL ELSE e.txn END
             FROM {_PURCHASES} p {groups} {earn}
             WHERE {in_window}
-            """,
+            """,  # nosec B608  # table names and SQL built in this module; values are parameters
             [campaign.pk, extra_factor, *window],
         )
         stats.awards = cursor.rowcount
@@ -1011,7 +1011,7 @@ def _write_campaign_rows(campaign, extra_factor, in_window, window, stats) -> No
                    e.created_at, e.effective_at, e.purchase_id, e.store_id, ''
             FROM {_PURCHASES} p {groups} {earn}
             WHERE NOT g.held_out AND {in_window}
-            """,
+            """,  # nosec B608  # table names and SQL built in this module; values are parameters
             [extra_factor, *window],
         )
         cursor.execute(
@@ -1024,7 +1024,7 @@ def _write_campaign_rows(campaign, extra_factor, in_window, window, stats) -> No
             FROM (SELECT p.id FROM {_PURCHASES} p {groups}
                   WHERE NOT g.held_out AND {in_window}) t
             WHERE {_PURCHASES}.id = t.id
-            """,
+            """,  # nosec B608  # table names and SQL built in this module; values are parameters
             [
                 extra_factor + 1,
                 campaign.name,
@@ -1036,7 +1036,7 @@ def _write_campaign_rows(campaign, extra_factor, in_window, window, stats) -> No
             ],
         )
         cursor.execute(
-            f"SELECT COALESCE(SUM(points), 0) FROM {CampaignAward._meta.db_table} "
+            f"SELECT COALESCE(SUM(points), 0) FROM {CampaignAward._meta.db_table} "  # nosec B608  # table name from model metadata; values are parameters
             "WHERE campaign_id = %s",
             [campaign.pk],
         )
@@ -1068,7 +1068,7 @@ def _move_balances(cursor, program_id, purchase_base, entry_base) -> None:
                    FROM {_PURCHASES} WHERE program_id = %s AND id >= %s GROUP BY member_id) x
             ON x.member_id = d.member_id
         WHERE {_MEMBERS}.id = d.member_id
-        """,
+        """,  # nosec B608  # table names from model metadata; values are parameters
         [program_id, entry_base, program_id, purchase_base],
     )
 
@@ -1094,10 +1094,10 @@ def _upgrade_tiers(cursor, program, purchase_base, now, seed) -> int:
             SELECT member_id FROM {_PURCHASES} WHERE program_id = %s AND id >= %s)
         GROUP BY p.member_id, m.tier_id
         ORDER BY p.member_id
-        """,
+        """,  # nosec B608  # table names from model metadata; values are parameters
         [program.pk, dt(now - timedelta(days=365)), program.pk, purchase_base],
     )
-    rng = random.Random(f"{seed}:campaign-tiers")
+    rng = random.Random(f"{seed}:campaign-tiers")  # nosec B311  # seeded generator for reproducible demo data, not security
     today = timezone.localtime(now, program.tzinfo).date()
     upgrades = []
     for member_id, tier_id, spend in cursor.fetchall():
@@ -1107,6 +1107,7 @@ def _upgrade_tiers(cursor, program, purchase_base, now, seed) -> int:
             upgrades.append((pk, today + timedelta(days=rng.randint(1, 365)), member_id))
     if upgrades:
         cursor.executemany(
-            f"UPDATE {_MEMBERS} SET tier_id = %s, tier_review_on = %s WHERE id = %s", upgrades
+            f"UPDATE {_MEMBERS} SET tier_id = %s, tier_review_on = %s WHERE id = %s",  # nosec B608  # table name from model metadata; values are parameters
+            upgrades,
         )
     return len(upgrades)

@@ -51,7 +51,7 @@ def lock_member_by_card(program_id: int, card_number: str) -> Member:
     global _LOCK_BY_CARD_SQL
     if _LOCK_BY_CARD_SQL is None:
         _LOCK_BY_CARD_SQL = (
-            f"SELECT {select_columns(Member, 'm')}, {select_columns(Tier, 't')} "
+            f"SELECT {select_columns(Member, 'm')}, {select_columns(Tier, 't')} "  # nosec B608  # table and column names from model metadata; values are parameters
             f"FROM {Member._meta.db_table} m LEFT JOIN {Tier._meta.db_table} t "
             "ON t.id = m.tier_id WHERE m.program_id = %s AND m.card_number = %s "
             + ("FOR UPDATE OF m" if connection.vendor == "postgresql" else "")
@@ -122,7 +122,7 @@ def post(
         # INSERT is a data-modifying WITH clause of the UPDATE, which returns the rows' ids.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"WITH entries AS ({insert_sql(PointsEntry, len(rows))}) "
+                f"WITH entries AS ({insert_sql(PointsEntry, len(rows))}) "  # nosec B608  # SQL built from model metadata; values are parameters
                 f"{_UPDATE_BALANCES_SQL} RETURNING (SELECT array_agg(id ORDER BY id) FROM entries)",
                 insert_params(rows) + balances,
             )
@@ -146,7 +146,7 @@ def post(
 # Moves a member's cached balances (and qualifying bound) by deltas; a NULL last activity
 # leaves the current one. The only statement that changes them, for `post` and `post_many`.
 _UPDATE_BALANCES_SQL = (
-    f"UPDATE {Member._meta.db_table} SET points_available = points_available + %s, "
+    f"UPDATE {Member._meta.db_table} SET points_available = points_available + %s, "  # nosec B608  # table name from model metadata; values are parameters
     "points_pending = points_pending + %s, points_lifetime = points_lifetime + %s, "
     "qualifying_bound = qualifying_bound + %s, "
     "last_activity_at = COALESCE(%s, last_activity_at) WHERE id = %s"
@@ -246,7 +246,7 @@ def post_many(program_id: int, postings: Sequence[BulkPosting], *, now: datetime
                 if p.kind in LIFETIME_KINDS:
                     d[2] += p.points
             cursor.execute(
-                f'INSERT INTO "{table}" ({columns}) VALUES '
+                f'INSERT INTO "{table}" ({columns}) VALUES '  # nosec B608  # table name from model metadata, constant columns; values are parameters
                 + ", ".join([placeholders] * len(chunk)),
                 params,
             )

@@ -67,12 +67,12 @@ def _not_awarded(members: QuerySet, campaign: Campaign, occasion) -> QuerySet:
 # Budget ------------------------------------------------------------------------------------------
 
 _LOCK_SCOPES_SQL = (
-    f"INSERT INTO {U} (campaign_id, scope, spent_points, cap_points) VALUES {{values}} "  # noqa: S608
+    f"INSERT INTO {U} (campaign_id, scope, spent_points, cap_points) VALUES {{values}} "  # noqa: S608  # nosec B608  # table name from model metadata; {values}/{marks} are %s placeholders
     "ON CONFLICT (campaign_id, scope) DO UPDATE SET cap_points = EXCLUDED.cap_points "
     "RETURNING scope, spent_points, cap_points"
 )
 _TAKE_SQL = (
-    f"UPDATE {U} SET spent_points = spent_points + %s "  # noqa: S608
+    f"UPDATE {U} SET spent_points = spent_points + %s "  # noqa: S608  # nosec B608  # table name from model metadata; {values}/{marks} are %s placeholders
     "WHERE campaign_id = %s AND scope IN ({marks})"
 )
 

@@ -258,7 +258,7 @@ def generate_redemptions(
     redemptions in all. Then the nightly voucher job expires the unused ones past their date
     (unless `expire` is false)."""
     now = (now or timezone.now()).replace(microsecond=0)
-    rng = random.Random(f"rewards-{seed}")
+    rng = random.Random(f"rewards-{seed}")  # nosec B311  # seeded generator for reproducible demo data, not security
     stats = RedemptionStats()
     catalogue = [
         (reward, {t.pk for t in reward.tiers.all()}, WEIGHTS.get(reward.name_fr, 1))
