@@ -833,13 +833,15 @@ def recompute_progress(*, since: datetime, user, expected_runs: int) -> dict:
     runs = list(
         JobRun.objects.filter(name=JOB_NAME, started_at__gte=since, triggered_by=user)
         .order_by("started_at", "pk")
-        .only("pk", "status", "summary", "started_at", "finished_at")[:500]
+        .only("pk", "status", "summary", "started_at", "finished_at", "lease_expires_at")[:500]
     )
     items, fraction = [], Decimal(0)
     for run in runs:
         summary = run.summary or {}
         done, total = int(summary.get("done") or 0), int(summary.get("total") or 0)
-        finished = run.status != JobRun.Status.RUNNING
+        # A run whose worker died (its lease expired) is over: abandoned.
+        status = run.shown_status
+        finished = status != JobRun.Status.RUNNING
         if finished or not total:
             part = Decimal(1) if finished else Decimal(0)
         else:
@@ -855,14 +857,16 @@ def recompute_progress(*, since: datetime, user, expected_runs: int) -> dict:
                 "kinds": ", ".join(
                     f"{kind} {k.get('done', 0)}/{k.get('total', 0)}" for kind, k in kinds.items()
                 ),
-                "status": run.status,
-                "status_label": str(JobRun.Status(run.status).label),
+                "status": status,
+                "status_label": str(JobRun.Status(status).label),
                 "done": done,
                 "total": total,
             }
         )
     expected = max(expected_runs, len(runs), 1)
-    failed = any(item["status"] == JobRun.Status.FAILED for item in items)
+    failed = any(
+        item["status"] in (JobRun.Status.FAILED, JobRun.Status.ABANDONED) for item in items
+    )
     finished_runs = sum(item["status"] != JobRun.Status.RUNNING for item in items)
     return {
         "runs": items,

@@ -15,8 +15,8 @@ from django.db.models import Q
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from loyalty.jobs import record_job_run
-from loyalty.models import JobRun, Program, ProgramCost
+from loyalty.jobs import record_job_run, save_progress
+from loyalty.models import Program, ProgramCost
 from members.models import Member, PointsEntry, Purchase, PurchaseReturn, TierChange
 from rewards.models import Redemption
 
@@ -294,8 +294,9 @@ def _write_batch(program: Program, run, kind: str, results: list[kpis.PeriodResu
 
 
 def _save_progress(run) -> None:
+    """The progress so far, on the run's JobRun, whose lease it renews."""
     if run.pk:
-        JobRun.objects.filter(pk=run.pk).update(summary=run.summary)
+        save_progress(run)
 
 
 def _per_period(plan: list[Period]) -> bool:

@@ -1,6 +1,7 @@
 """Staff administration of programs, stores, API keys, tiers, earning rules, costs, job runs,
 campaigns and segments."""
 
+import json
 from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import timedelta
@@ -10,6 +11,7 @@ from celery.schedules import crontab
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db.models import Q
 from django.utils import formats, timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
@@ -214,13 +216,90 @@ class ProgramCostAdmin(admin.ModelAdmin):
     date_hierarchy = "starts_on"
 
 
+class JobRunStatusFilter(admin.SimpleListFilter):
+    """The status as staff read it: a run still marked running whose lease has expired is
+    abandoned, before any sweep has written it."""
+
+    title = _("status")
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return JobRun.Status.choices
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value is None:
+            return queryset
+        now = timezone.now()
+        if value == JobRun.Status.ABANDONED:
+            expired = Q(status=JobRun.Status.RUNNING, lease_expires_at__lt=now)
+            return queryset.filter(Q(status=value) | expired)
+        if value == JobRun.Status.RUNNING:
+            return queryset.filter(status=value).filter(
+                Q(lease_expires_at__isnull=True) | Q(lease_expires_at__gte=now)
+            )
+        return queryset.filter(status=value)
+
+
 @admin.register(JobRun)
 class JobRunAdmin(admin.ModelAdmin):
     change_list_template = "admin/loyalty/jobrun/change_list.html"
-    list_display = ["name", "status", "started_at", "finished_at", "is_dry_run", "triggered_by"]
-    list_filter = ["name", "status", "is_dry_run"]
+    list_display = [
+        "name",
+        "shown_status",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "is_dry_run",
+        "triggered_by",
+    ]
+    list_filter = ["name", JobRunStatusFilter, "is_dry_run"]
     date_hierarchy = "started_at"
-    readonly_fields = [f.name for f in JobRun._meta.fields]
+    fields = [
+        "name",
+        "shown_status",
+        "abandoned_note",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "lease_expires_at",
+        "worker",
+        "is_dry_run",
+        "triggered_by",
+        "summary_text",
+        "error",
+    ]
+    readonly_fields = fields
+
+    @admin.display(description=_("status"), ordering="status")
+    def shown_status(self, obj):
+        return JobRun.Status(obj.shown_status).label
+
+    @admin.display(description=_("worker"))
+    def worker(self, obj):
+        if not obj.worker_host:
+            return None
+        return gettext("%(host)s, process %(pid)s") % {
+            "host": obj.worker_host,
+            "pid": obj.worker_pid,
+        }
+
+    @admin.display(description=_("summary"))
+    def summary_text(self, obj):
+        return format_html(
+            "<pre>{}</pre>", json.dumps(obj.summary, indent=2, sort_keys=True, ensure_ascii=False)
+        )
+
+    @admin.display(description=_("what happened"))
+    def abandoned_note(self, obj):
+        if obj.shown_status != JobRun.Status.ABANDONED:
+            return None
+        heartbeat = obj.heartbeat_at or obj.started_at
+        return gettext(
+            "Its worker stopped renewing the run's lease: the last heartbeat was at "
+            "%(heartbeat)s. The summary shows what the run had committed by then; the next run "
+            "of this job carries on from there."
+        ) % {"heartbeat": formats.date_format(timezone.localtime(heartbeat), "DATETIME_FORMAT")}
 
     def has_add_permission(self, request):
         return False
@@ -229,7 +308,11 @@ class JobRunAdmin(admin.ModelAdmin):
         return False
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "schedule": beat_schedule()}
+        extra_context = {
+            **(extra_context or {}),
+            "schedule": beat_schedule(),
+            "lease_seconds": settings.JOB_LEASE_SECONDS,
+        }
         return super().changelist_view(request, extra_context)
 
 

@@ -194,6 +194,10 @@ KPI_WORK_MEM = env.str("KPI_WORK_MEM", default="64MB")
 # (analytics.kpis.run_reads): each runs mostly in one server process, so that a second
 # connection keeps a second core busy. 1 runs them one after the other.
 KPI_READ_CONNECTIONS = env.int("KPI_READ_CONNECTIONS", default=2)
+# A running job renews a lease on its JobRun every quarter of this; a run whose lease has
+# expired is shown as abandoned (its worker died) and the next run carries on (loyalty/jobs.py).
+JOB_LEASE_SECONDS = max(1, env.int("JOB_LEASE_SECONDS", default=120))
+
 
 # Authentication -------------------------------------------------------------------------------
 PASSWORD_HASHERS = [

@@ -7,6 +7,8 @@ from . import services
 
 @shared_task(name="loyalty.tasks.record_heartbeat")
 def record_heartbeat() -> int:
+    """Every HEARTBEAT_SECONDS. Like every job run, the heartbeat's first marks abandoned the
+    runs whose lease has expired (loyalty.jobs), so staff see them even when no job starts."""
     return services.record_heartbeat().pk
 
 

@@ -9,7 +9,8 @@ what to do under the lock, and writes it with bulk statements. So:
   released, points above what FIFO lets a member keep, a review date that has passed), so a
   second run the same night finds nothing left to do, and a run killed half way leaves whole
   batches done or not done, which the next run completes;
-- observable: `run_job` records each run (start, end, counts, error) as a JobRun.
+- observable: `run_job` records each run (start, end, counts, error) as a JobRun, with the
+  counts of the batches committed so far written after each batch.
 
 `night` is the local date the job runs for; by default today in the program's time zone.
 """
@@ -18,14 +19,14 @@ import uuid
 import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from loyalty.jobs import record_job_run
+from loyalty.jobs import record_job_run, save_progress
 from loyalty.models import Program
 from loyalty.selectors import program_tiers
 from loyalty.sql import dt, parse_dt
@@ -57,15 +58,26 @@ class Context:
     # Hand the emails to worker tasks (in batches) instead of sending them in this job: the
     # chain then ends without waiting for the mail server, and several workers can send.
     queue_emails: bool = False
+    # Called after each batch with a copy of the summary the job tracks (`track`), or None.
+    on_batch: Callable[[dict | None], None] | None = None
+    progress: dict | None = field(default=None, repr=False)
+
+    def track(self, summary: dict) -> dict:
+        """The job's summary, whose counts are reported as each batch commits."""
+        self.progress = summary
+        return summary
 
 
 @contextmanager
 def batch_transaction(ctx: Context):
-    """One batch: a transaction, rolled back at the end on a dry run."""
+    """One batch: a transaction, rolled back at the end on a dry run. Once it has ended, the
+    job's tracked summary is reported (run_job writes it to the JobRun and renews its lease)."""
     with transaction.atomic():
         yield
         if ctx.dry_run:
             transaction.set_rollback(True)
+    if ctx.on_batch is not None:
+        ctx.on_batch(None if ctx.progress is None else dict(ctx.progress))
 
 
 def _local_date(program: Program, now: datetime) -> date:
@@ -97,7 +109,7 @@ def release_pending_points(ctx: Context) -> dict:
     per purchase, one balanced release transaction (pending -x, available +x), where x is what
     is still pending (earned minus returned during the window)."""
     program, now = ctx.program, ctx.now
-    summary = {"purchases": 0, "members": 0, "points": 0, "batches": 0}
+    summary = ctx.track({"purchases": 0, "members": 0, "points": 0, "batches": 0})
     last = 0
     while True:
         with batch_transaction(ctx):
@@ -152,12 +164,12 @@ _RECENT_CREDITS_SQL = f"""
 SELECT e.member_id, SUM(e.points) FROM {E} e
 WHERE e.member_id BETWEEN %s AND %s AND e.member_id IN ({{ids}}) AND {CREDITS_SINCE_SQL}
 GROUP BY e.member_id
-"""  # nosec B608  # table name from model metadata; values are parameters
+"""  # nosec B608  # table name and a selectors constant; ids inlined by int(); values are parameters
 
 _HOLDERS_SQL = f"""
 SELECT id, points_available FROM {M}
 WHERE program_id = %s AND points_available > 0 AND id > %s ORDER BY id LIMIT %s
-"""  # nosec B608  # table name and a selectors constant; ids inlined by int(); values are parameters
+"""  # nosec B608  # table name from model metadata; values are parameters
 
 
 def fifo_excess(ids_and_balances, cutoff: datetime) -> dict[int, int]:
@@ -203,7 +215,7 @@ def expire_points(ctx: Context) -> dict:
     or the whole available balance after M months without activity. One expire row per member
     and night."""
     program = ctx.program
-    summary = {"policy": program.expiry_policy, "members": 0, "points": 0, "batches": 0}
+    summary = ctx.track({"policy": program.expiry_policy, "members": 0, "points": 0, "batches": 0})
     if program.expiry_policy == Program.ExpiryPolicy.NONE:
         return summary
     by_inactivity = program.expiry_policy == Program.ExpiryPolicy.AFTER_INACTIVITY
@@ -287,15 +299,17 @@ def requalify_tiers(ctx: Context) -> dict:
     qualifying bound that lets purchases skip the lookup."""
     program, night = ctx.program, ctx.night
     all_tiers = program_tiers(program)
-    summary = {
-        "members": 0,
-        "upgrades": 0,
-        "downgrades": 0,
-        "manual_ended": 0,
-        "renewed": 0,
-        "bounds": 0,
-        "batches": 0,
-    }
+    summary = ctx.track(
+        {
+            "members": 0,
+            "upgrades": 0,
+            "downgrades": 0,
+            "manual_ended": 0,
+            "renewed": 0,
+            "bounds": 0,
+            "batches": 0,
+        }
+    )
     if not all_tiers:
         return summary
     review_start, review_end = tiers.window_bounds(program, night - timedelta(days=1))
@@ -404,7 +418,7 @@ def notify_members(ctx: Context) -> dict:
     """Claim and send the members' emails: points expiring within 30 days (once per member and
     month) and tier changes (once per change)."""
     program = ctx.program
-    summary = {"expiring_claimed": 0, "tier_claimed": 0, "sent": 0, "failed": 0}
+    summary = ctx.track({"expiring_claimed": 0, "tier_claimed": 0, "sent": 0, "failed": 0})
     with batch_transaction(ctx):
         summary["expiring_claimed"] = _claim_expiry_warnings(ctx)
         summary["tier_claimed"] = notifications.claim_tier_changes(
@@ -509,9 +523,18 @@ def run_job(
         for program in programs:
             size = batch_size or (REQUALIFY_BATCH_SIZE if name == "requalify_tiers" else BATCH_SIZE)
             ctx = Context(program, now, _local_date(program, now), dry_run, size, queue_emails)
-            run.summary[program.slug] = {"night": ctx.night.isoformat(), **job(ctx)}
-            # Written as it goes, so staff can follow a long run.
-            type(run).objects.filter(pk=run.pk).update(summary=run.summary)
+            night = {"night": ctx.night.isoformat()}
+
+            def committed(done, slug=program.slug, night=night):
+                if done is not None:
+                    run.summary[slug] = {**night, **done}
+                save_progress(run)
+
+            # Written as it goes, batch by batch: staff follow a long run, and a run whose
+            # worker died shows what it had committed.
+            ctx.on_batch = committed
+            run.summary[program.slug] = {**night, **job(ctx)}
+            save_progress(run)
     return run.summary
 
 
