@@ -1,14 +1,19 @@
 """Counters that slow down password guessing and email flooding on the portal.
 
-Each counter lives in the cache (Redis in production, so every web worker shares it) and is
-incremented atomically (`cache.add` then `cache.incr`: Redis INCR). Keys are hashed so that no
-email address is stored in the cache. Limits and windows come from settings (PORTAL_THROTTLES).
+Each counter lives in the cache (Redis in production, so every web worker shares it) and counts
+attempts in a fixed window. An attempt is counted first, atomically (`cache.add` then
+`cache.incr`: Redis INCR), and goes ahead only if the new count is within the limit: of many
+requests arriving at once, each sees its own count, so at most `limit` go ahead in a window.
+A refused attempt stays counted. Keys are hashed so that no email address is stored in the
+cache. Limits and windows come from settings (PORTAL_THROTTLES).
 """
 
 import hashlib
 
 from django.conf import settings
 from django.core.cache import cache
+
+from loyalty.net import client_address
 
 DEFAULTS = {
     # name: (attempts allowed, window in seconds)
@@ -28,36 +33,45 @@ def _key(name: str, ident: str) -> str:
     return f"portal-throttle:{name}:{digest}"
 
 
-def client_address(request) -> str:
-    """The visitor's address: REMOTE_ADDR, or behind a proxy the last address of the header
-    named by CLIENT_IP_HEADER (the one our own proxy appended; earlier ones can be forged)."""
-    header = getattr(settings, "CLIENT_IP_HEADER", "")
-    if header:
-        forwarded = request.META.get(header, "")
-        last = forwarded.rsplit(",", 1)[-1].strip()
-        if last:
-            return last
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
-
-
-def count(name: str, ident: str) -> int:
-    return cache.get(_key(name, ident), 0)
-
-
-def exceeded(name: str, ident: str) -> bool:
-    return count(name, ident) >= _limit(name)[0]
-
-
-def hit(name: str, ident: str) -> int:
+def _hit(name: str, ident: str) -> int:
     """Count one attempt; returns the new count."""
     key = _key(name, ident)
     window = _limit(name)[1]
     cache.add(key, 0, timeout=window)
     try:
-        return cache.incr(key)
+        count = cache.incr(key)
     except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=window)
-        return 1
+        count = 1 if cache.add(key, 1, timeout=window) else cache.incr(key)
+    if count == 1:
+        # The window starts with its first attempt; this also gives an expiry to a key that
+        # Redis' INCR created after it had just expired.
+        cache.touch(key, window)
+    return count
+
+
+def attempt(*counters: tuple[str, str]) -> bool:
+    """Count one attempt on each (name, ident) counter, then say whether every new count is
+    within its limit. Only when True may the caller go ahead (check the password, send the
+    email)."""
+    counts = [(name, _hit(name, ident)) for name, ident in counters]
+    return all(count <= _limit(name)[0] for name, count in counts)
+
+
+def give_back(name: str, ident: str) -> None:
+    """Uncount an attempt that turned out not to be a failure (the right password)."""
+    key = _key(name, ident)
+    try:
+        count = cache.decr(key)
+    except ValueError:  # the window has ended: nothing to uncount
+        return
+    if count < 0:
+        # The window ended between Redis' EXISTS and DECR, which made a new key without expiry.
+        cache.delete(key)
+
+
+def exceeded(name: str, ident: str) -> bool:
+    """True when the counter has reached its limit (a cheap early refusal; `attempt` decides)."""
+    return cache.get(_key(name, ident), 0) >= _limit(name)[0]
 
 
 def reset(name: str, ident: str) -> None:
@@ -66,10 +80,6 @@ def reset(name: str, ident: str) -> None:
 
 def allow_email(request, email: str) -> bool:
     """Count a request that sends an email to `email` against the address typed and the
-    client's address; False (nothing counted) when either has had its share."""
-    address = client_address(request)
-    if exceeded("email-account", email) or exceeded("email-address", address):
-        return False
-    hit("email-account", email)
-    hit("email-address", address)
-    return True
+    client's address; False when either has had its share in the window (the request is
+    counted all the same)."""
+    return attempt(("email-account", email), ("email-address", client_address(request)))

@@ -265,24 +265,26 @@ def login_view(request):
     context = {"form": form, "next": next_url}
     if request.method == "POST" and form.is_valid():
         email = form.cleaned_data["email"]
+        account_key = f"{program.pk}:{email}"
         address = throttle.client_address(request)
-        if throttle.exceeded("login-account", f"{program.pk}:{email}") or throttle.exceeded(
-            "login-address", address
-        ):
+        # Counted before the password is checked: of many attempts at once, at most the
+        # limit are checked. A wrong password stays counted; the right one is given back.
+        if not throttle.attempt(("login-account", account_key), ("login-address", address)):
             return _too_many(request, "login.html", context)
         account = services.authenticate_member(program, email, form.cleaned_data["password"])
         if account is None or account.member.status != Member.Status.ACTIVE:
-            throttle.hit("login-account", f"{program.pk}:{email}")
-            throttle.hit("login-address", address)
             form.add_error(None, _("The email or the password is not right."))
         elif not account.is_verified:
+            throttle.give_back("login-account", account_key)
+            throttle.give_back("login-address", address)
             form.add_error(
                 None,
                 _("Please confirm your email address first: follow the link we sent you."),
             )
             context["unverified"] = True
         else:
-            throttle.reset("login-account", f"{program.pk}:{email}")
+            throttle.reset("login-account", account_key)
+            throttle.give_back("login-address", address)
             login(request, account.user, backend="django.contrib.auth.backends.ModelBackend")
             return _set_language(redirect(next_url), account.member.preferred_language)
     return _render(request, "login.html", context)
