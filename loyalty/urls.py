@@ -4,7 +4,7 @@ from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from members.urls import api_urlpatterns as members_api
 from rewards.urls import api_urlpatterns as rewards_api
@@ -15,7 +15,14 @@ api_v1 = [
     *members_api,
     *rewards_api,
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-v1:schema"), name="docs"),
+    # The split view serves Swagger UI's init script as a file: the page has no inline script.
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(
+            url_name="api-v1:schema", template_name="api/swagger_ui.html"
+        ),
+        name="docs",
+    ),
 ]
 
 urlpatterns = [

@@ -1,5 +1,14 @@
 """What the real-browser tests share: a live server for one test, and Playwright pages in
-Debian's Chromium that fail the test on any request off the site or any script error.
+Debian's Chromium that fail the test on any request off the site, any script error, and any
+Content-Security-Policy violation or Permissions-Policy header error.
+
+Violations are caught two ways, because each can miss one the other sees: Chromium's console
+message ("... violates the following Content Security Policy directive ...", logged at once),
+and the page's `securitypolicyviolation` events, forwarded by a script that runs before the
+page's own (it names the directive and the blocked source). The policy applies to the tests'
+own page code too: give `page.wait_for_function` a function (`"() => ..."`), which Playwright
+calls as it is, not a bare expression, which it evaluates with `eval` (blocked: no
+'unsafe-eval').
 
 pytest-django's `live_server` lives for the whole session and keeps a database connection open
 past the test database's teardown, so each browser test starts its own server thread. Pages are
@@ -18,6 +27,21 @@ from django.conf import settings
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("BROWSER_ARTIFACTS", settings.BASE_DIR / "var/artifacts/browser"))
 OFF_SITE = re.compile(r"^(?!http://(localhost|127\.0\.0\.1)).*")
+# Console messages that fail a test: a CSP violation, or a Permissions-Policy header the browser
+# could not apply (a feature name it does not know).
+POLICY_MESSAGE = re.compile(r"Content Security Policy|Permissions-Policy")
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.__reportPolicyViolation({
+    directive: event.effectiveDirective,
+    blocked: event.blockedURI,
+    sample: event.sample,
+    source: event.sourceFile,
+    line: event.lineNumber,
+    page: document.location.href,
+  });
+});
+"""
 
 
 @contextlib.contextmanager
@@ -42,8 +66,9 @@ def live_server():
 @contextlib.contextmanager
 def chromium_pages(**context_options):
     """Yields open_page() -> a new Playwright page with these context options (viewport,
-    locale...). On exit, asserts that no page asked for anything off the site and that no
-    script failed."""
+    locale...). On exit, asserts that no page asked for anything off the site, that no script
+    failed and that no page broke the site's Content-Security-Policy (or its
+    Permissions-Policy header)."""
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: CI installs Debian's chromium (.ci/run)")
@@ -51,7 +76,14 @@ def chromium_pages(**context_options):
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    outside, errors = [], []
+    outside, errors, violations = [], [], []
+    pages = []
+
+    def on_console(message):
+        if POLICY_MESSAGE.search(message.text):
+            where = message.page.url if message.page else message.location.get("url")
+            violations.append(f"{message.text} ({where})")
+
     with contextlib.ExitStack() as stack:
 
         def open_page():
@@ -65,14 +97,25 @@ def chromium_pages(**context_options):
             context.route(
                 OFF_SITE, lambda route: (outside.append(route.request.url), route.abort())
             )
+            context.expose_binding(
+                "__reportPolicyViolation", lambda source, report: violations.append(report)
+            )
+            context.add_init_script(REPORT_VIOLATIONS)
+            context.on("console", on_console)
             page = context.new_page()
             page.on("pageerror", lambda error: errors.append(str(error)))
+            pages.append(page)
             page.set_default_timeout(15_000)
             return page
 
         yield open_page
+        for page in pages:
+            if not page.is_closed():
+                # Let the events the page has queued reach the binding before the check.
+                page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 50))")
     assert outside == [], outside
     assert errors == [], errors
+    assert violations == [], violations
 
 
 def screenshot(page, name: str) -> None:

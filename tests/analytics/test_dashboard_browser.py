@@ -95,7 +95,9 @@ def test_staff_see_the_charts_drawn(staff_server, open_desktop):
 
     page = open_desktop()
     log_in(page, staff_server.url, staff.username, "/staff/")
-    page.wait_for_function("window.staffCharts && Object.keys(window.staffCharts).length === 7")
+    page.wait_for_function(
+        "() => window.staffCharts && Object.keys(window.staffCharts).length === 7"
+    )
 
     drawn = page.evaluate(
         """(ids) => ids.map((id) => {
@@ -153,7 +155,9 @@ def test_staff_see_the_charts_drawn(staff_server, open_desktop):
     page.select_option("#id_period", "2026-06-01")
     page.click("form.filters button[type=submit]")
     page.wait_for_url(re.compile(r".*period=2026-06-01.*"))
-    page.wait_for_function("window.staffCharts && Object.keys(window.staffCharts).length >= 5")
+    page.wait_for_function(
+        "() => window.staffCharts && Object.keys(window.staffCharts).length >= 5"
+    )
     assert page.locator("[data-testid=kpi-active_members]").text_content() == "16"
     shot(page, "2-june")
 
@@ -171,14 +175,16 @@ def test_recompute_progress_bar_reaches_the_end(staff_server, open_desktop):
         assert page.is_checked(f"input[name=programs][value='{shop.program.pk}']")
         page.click("input[type=submit]")
         page.wait_for_url(re.compile(r".*/recompute/progress/\?.*"))
-        page.wait_for_function("document.getElementById('recompute-bar').value === 100")
+        page.wait_for_function("() => document.getElementById('recompute-bar').value === 100")
         page.wait_for_function(
-            "document.getElementById('recompute-status').textContent.includes('finished')"
+            "() => document.getElementById('recompute-status').textContent.includes('finished')"
         )
         assert page.locator("#recompute-runs tr").count() == 1
         shot(page, "3-recompute")
         page.click("a[href='/staff/']")
-        page.wait_for_function("window.staffCharts && Object.keys(window.staffCharts).length > 0")
+        page.wait_for_function(
+            "() => window.staffCharts && Object.keys(window.staffCharts).length > 0"
+        )
         shot(page, "4-after-recompute")
     finally:
         celery_app.conf.task_always_eager = False

@@ -1,8 +1,9 @@
 """The portal in a real browser: Debian's Chromium driven by Playwright at phone width.
 
 Enrol, confirm the email, log in, see the balance after a purchase posted through the POS API,
-redeem a reward, see the voucher's QR code, switch to English, download my data. Screenshots
-are saved as artifacts (BROWSER_ARTIFACTS, default var/artifacts/browser/).
+redeem a reward, see the voucher's QR code, switch to English, download my data. Every page
+keeps to the site's Content-Security-Policy (tests/browser.py fails the test on a violation).
+Screenshots are saved as artifacts (BROWSER_ARTIFACTS, default var/artifacts/browser/).
 """
 
 import json
@@ -131,6 +132,9 @@ def test_member_journey_on_a_phone(portal_server, open_phone):
     page.click(".portal-nav a[href$='/card/']")
     assert page.text_content("[data-testid=card-number]").replace(" ", "") == card_number
     assert page.locator(".member-card .qr svg").is_visible()
+    qr = page.locator(".member-card .qr svg").bounding_box()
+    assert qr["width"] == qr["height"] > 200  # drawn by the stylesheet, square, readable
+    assert page.locator(".member-card .qr svg path").count() == 2  # background and modules
     shot(page, "4-card")
 
     # Redeem in one step, with a confirmation; the voucher and its QR code.
@@ -139,6 +143,8 @@ def test_member_journey_on_a_phone(portal_server, open_phone):
     page.click("form button[type=submit].primary")
     page.wait_for_url(re.compile(r".*/vouchers/[A-Z0-9]+/$"))
     assert page.locator("[data-testid=voucher-qr] svg").is_visible()
+    qr = page.locator("[data-testid=voucher-qr] svg").bounding_box()
+    assert qr["width"] == qr["height"] > 150
     assert re.fullmatch(
         r"[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}", page.text_content("[data-testid=voucher-code]")
     )
