@@ -73,3 +73,9 @@ messages: install
 
 clean:
 	rm -rf var .pytest_cache .ruff_cache
+
+# Schema-driven fuzzing of the POS API: schemathesis against a live server on a fresh database
+# (PostgreSQL beside DATABASE_URL's when it is set), fixed seed; see bin/fuzz-api.
+.PHONY: fuzz
+fuzz: install
+	$(PY) bin/fuzz-api

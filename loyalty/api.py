@@ -316,8 +316,12 @@ class PosAPIView(APIView):
         return problem_exception_handler
 
     def initial(self, request, *args, **kwargs):
-        """Refuse a NUL character in the URL (a path segment or a query parameter) before
-        anything looks it up: no text column can store it."""
+        """Refuse a query parameter given twice (which value was meant is a guess) and a NUL
+        character in the URL (a path segment or a query parameter) before anything looks it
+        up: no text column can store it."""
+        for name, values in request.query_params.lists():
+            if len(values) > 1:
+                raise exceptions.ValidationError({name: [_("Give this parameter once.")]})
         for name, value in [*kwargs.items(), *request.query_params.lists()]:
             values = value if isinstance(value, list) else [value]
             if any("\x00" in v for v in values if isinstance(v, str)):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from celery.schedules import crontab
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
@@ -51,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
@@ -63,6 +65,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Security headers on every answer, the error answers of the next layer included.
+    "django_permissions_policy.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "loyalty.middleware.ErrorAnswerMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -73,6 +78,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Staff login lockout: last, around the views (see "Staff login lockout" below).
+    "loyalty.admin_lockout.release_login_slots",
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "loyalty.urls"
@@ -186,6 +194,10 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# A running job renews a lease on its JobRun every quarter of this; a run whose lease has
+# expired is shown as abandoned (its worker died) and the next run carries on (loyalty/jobs.py).
+JOB_LEASE_SECONDS = max(1, env.int("JOB_LEASE_SECONDS", default=120))
+
 # The memory PostgreSQL may give each sort or hash of the nightly KPI reads of one period
 # (analytics.kpis.period_facts), local to their transaction: at a million members their
 # aggregates of a few million rows spill to disk with the server's default of 4 MB.
@@ -194,10 +206,6 @@ KPI_WORK_MEM = env.str("KPI_WORK_MEM", default="64MB")
 # (analytics.kpis.run_reads): each runs mostly in one server process, so that a second
 # connection keeps a second core busy. 1 runs them one after the other.
 KPI_READ_CONNECTIONS = env.int("KPI_READ_CONNECTIONS", default=2)
-# A running job renews a lease on its JobRun every quarter of this; a run whose lease has
-# expired is shown as abandoned (its worker died) and the next run carries on (loyalty/jobs.py).
-JOB_LEASE_SECONDS = max(1, env.int("JOB_LEASE_SECONDS", default=120))
-
 
 # Authentication -------------------------------------------------------------------------------
 PASSWORD_HASHERS = [
@@ -224,6 +232,41 @@ PORTAL_VERIFY_EMAIL_DAYS = env.int("PORTAL_VERIFY_EMAIL_DAYS", default=3)
 # The request header holding the client's address when a proxy is in front (e.g.
 # HTTP_X_FORWARDED_FOR: its last address, the one our proxy added, is used). Empty: REMOTE_ADDR.
 CLIENT_IP_HEADER = env.str("CLIENT_IP_HEADER", default="")
+
+# Staff login lockout (django-axes) ------------------------------------------------------------
+# Failed sign-ins at /admin/login/ are recorded (admin → Axes) and lock the account and,
+# separately, the client address after ADMIN_LOGIN_FAILURE_LIMIT failures, until
+# ADMIN_LOGIN_COOLOFF_MINUTES have passed since the last attempt. Parallel guesses cannot go
+# past the limit (loyalty/admin_lockout.py). Member logins on the portal have their own
+# throttle (PORTAL_THROTTLES). See docs/operations.md, "Staff login lockout".
+ADMIN_LOGIN_FAILURE_LIMIT = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+ADMIN_LOGIN_COOLOFF_MINUTES = env.int("ADMIN_LOGIN_COOLOFF_MINUTES", default=15)
+if ADMIN_LOGIN_FAILURE_LIMIT < 1 or ADMIN_LOGIN_COOLOFF_MINUTES < 1:
+    raise ImproperlyConfigured(
+        "ADMIN_LOGIN_FAILURE_LIMIT and ADMIN_LOGIN_COOLOFF_MINUTES must be at least 1."
+    )
+# axes' backend comes first: it refuses a locked-out sign-in before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "loyalty.admin_lockout.AdminLoginBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "loyalty.admin_lockout.AdminLoginHandler"
+# Only the admin login; AdminLoginHandler also ignores sign-ins and sign-outs elsewhere.
+AXES_ONLY_ADMIN_SITE = True
+AXES_FAILURE_LIMIT = ADMIN_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=ADMIN_LOGIN_COOLOFF_MINUTES)
+# Each entry alone: the account (whatever the address), and the address (whatever the account).
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+# A successful sign-in forgets that account's failures; other accounts' failures from the same
+# address stay (AdminLoginHandler.reset_user_attempts).
+AXES_RESET_ON_SUCCESS = True
+# The address by the project's rule (CLIENT_IP_HEADER), as for the portal's throttle.
+AXES_CLIENT_IP_CALLABLE = "loyalty.admin_lockout.client_ip"
+AXES_LOCKOUT_CALLABLE = "loyalty.admin_lockout.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+# Every failure is also kept in admin → Axes → Access failures (locked out or not).
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+AXES_VERBOSE = False  # no start-up banner in every process's log
 
 # Internationalisation -------------------------------------------------------------------------
 LANGUAGE_CODE = env.str("LANGUAGE_CODE", default="fr")
@@ -266,6 +309,10 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "loyalty.openapi.document_request_rules",
+    ],
     "TITLE": "Loyalty platform POS API",
     "DESCRIPTION": "Enrol members, post purchases and returns, look members up, validate "
     "vouchers. See docs/api.md for the integrator's guide.",
@@ -304,6 +351,58 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=True)
     if env.bool("BEHIND_TLS_PROXY", default=False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# Security headers: Content-Security-Policy, Permissions-Policy, language cookie ----------------
+# Every page loads scripts, styles, images and fonts from this site only, and none inline: no
+# <script> without src, no on* handler, no style attribute or <style> block (templates link the
+# files under static/; charts are drawn by static/staff/dashboard.js, QR codes are inline SVG
+# with presentation attributes). A violation fails the browser tests (tests/browser.py).
+# data: images are the icons that the stylesheets of the admin and Swagger UI embed.
+# See docs/operations.md, "Security headers".
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+# Browser features no page of the site uses (the portal shows QR codes; it never scans one).
+PERMISSIONS_POLICY = {
+    feature: []
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "browsing-topics",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "local-fonts",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+}
+# The language cookie goes with same-site requests only, over HTTPS in production, and no
+# script reads it (the switch is a form posted to the server).
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SECURE = not DEBUG
 
 # Logging --------------------------------------------------------------------------------------
 LOGGING = {

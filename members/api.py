@@ -1,13 +1,15 @@
 """POS endpoints for members, purchases, returns and quotes. Thin: validate, call a service."""
 
 import re
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
-from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -20,6 +22,7 @@ from rest_framework.response import Response
 
 from loyalty.api import PosAPIView, idempotent, json_response
 from loyalty.models import Store
+from loyalty.openapi import NOT_FOUND, PROBLEM_HEADERS, Case, api_responses, invalid
 
 from . import errors, services
 from .cards import is_valid_card_number, normalize_card_number
@@ -28,18 +31,160 @@ from .selectors import member_by_card, member_progress
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    str,
+    # 1 to 255 printable ASCII characters (HTTP strips spaces at either end).
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]([ -~]*[!-~])?$"},
     OpenApiParameter.HEADER,
     required=False,
     description="Any unique string (e.g. a UUID). A retry with the same key and body returns "
     "the first answer byte for byte; another body gets 422; 409 while the first is running.",
 )
+# A path parameter: any text but a slash (which would make it another URL) or NUL.
+PATH_SEGMENT = "^[^/\\u0000]+$"
+# 13 digits, the last a Luhn check digit; spaces and dashes are ignored.
+CARD_NUMBER_SCHEMA = {"type": "string", "format": "card-number"}
+CARD_NUMBER_PATH = OpenApiParameter(
+    "card_number",
+    {**CARD_NUMBER_SCHEMA, "pattern": PATH_SEGMENT, "maxLength": 32},
+    OpenApiParameter.PATH,
+    description="13 digits; spaces and dashes are ignored",
+)
+RECEIPT_ID_PATH = OpenApiParameter(
+    "receipt_id",
+    {"type": "string", "pattern": PATH_SEGMENT, "maxLength": 64},
+    OpenApiParameter.PATH,
+    description="The receipt id of the purchase",
+)
+
+
+class CardNumberSchema(OpenApiSerializerFieldExtension):
+    """A card number in the schema: `format: card-number` (13 digits, the last a Luhn check
+    digit, which no JSON Schema keyword can express; bin/fuzz_api_hooks.py teaches it to the
+    fuzzer)."""
+
+    target_class = "members.api.CardNumberField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {**CARD_NUMBER_SCHEMA, "maxLength": self.target.max_length}
+
+
+class DecimalStringSchema(OpenApiSerializerFieldExtension):
+    """A DecimalStringField's exact pattern: digits, at most `decimal_places` decimals after a
+    point, at most `max_digits - decimal_places` digits before it (leading zeros aside), and not
+    zero when its minimum is the smallest positive step (an amount)."""
+
+    target_class = "members.api.DecimalStringField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        field = self.target
+        places = field.decimal_places
+        whole = field.max_digits - places
+        fraction = rf"(\.[0-9]{{1,{places}}})?"
+        if field.min_value == Decimal(1).scaleb(-places):
+            nonzero_fraction = "|".join(
+                "0" * zeros
+                + "[1-9]"
+                + (f"[0-9]{{0,{places - 1 - zeros}}}" if zeros < places - 1 else "")
+                for zeros in range(places)
+            )
+            pattern = rf"^(0*[1-9][0-9]{{0,{whole - 1}}}{fraction}|0+\.({nonzero_fraction}))$"
+        elif field.min_value == 0:
+            pattern = rf"^0*[0-9]{{1,{whole}}}{fraction}$"
+        else:
+            return auto_schema._map_serializer_field(field, direction, bypass_extensions=True)
+        return {"type": "string", "format": "decimal", "pattern": pattern}
 
 
 # Fields ---------------------------------------------------------------------------------------
 
 
-class CardNumberField(serializers.CharField):
+class ClosedSerializer(serializers.Serializer):
+    """A request body with exactly the documented keys: an unknown key (a typo such as
+    `card_numbr`) is refused rather than ignored, so that a till's mistake is reported instead
+    of silently recording, say, an anonymous purchase."""
+
+    default_error_messages = {"unknown_field": _("Unknown field.")}
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError(
+                    {key: [self.error_messages["unknown_field"]] for key in unknown},
+                    code="unknown_field",
+                )
+        return super().to_internal_value(data)
+
+
+class StringOnly:
+    """A text field that takes only a JSON string: a number or a boolean is refused rather than
+    turned into text, so that a till's type mistake is reported, not guessed at."""
+
+    default_error_messages = {"not_a_string": _("Give a string.")}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class StrictCharField(StringOnly, serializers.CharField):
+    pass
+
+
+class StrictRegexField(StringOnly, serializers.RegexField):
+    pass
+
+
+class StrictEmailField(StringOnly, serializers.EmailField):
+    pass
+
+
+class StrictSlugField(StringOnly, serializers.SlugField):
+    pass
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """true or false only: DRF's BooleanField also takes 0, 1, "yes", "on"..."""
+
+    def to_internal_value(self, data):
+        if data is True or data is False:
+            return data
+        self.fail("invalid", input=data)
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer only: DRF's IntegerField also takes "5" and 5.0."""
+
+    def to_internal_value(self, data):
+        if type(data) is not int:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class DecimalStringField(serializers.DecimalField):
+    """A decimal written as a JSON string of digits with an optional point and at most
+    `decimal_places` decimals ("42.50"). JSON numbers, exponents ("1e3"), signs and spaces are
+    refused: an amount is never guessed from a form a till did not mean."""
+
+    default_error_messages = {
+        "not_a_string": _('Give a decimal string such as "42.50", not a JSON number.'),
+        "format": _("Digits with at most {places} decimals after a point, e.g. {example}."),
+    }
+
+    def __init__(self, **kwargs):
+        super().__init__(coerce_to_string=True, **kwargs)
+        self._pattern = re.compile(rf"[0-9]+(?:\.[0-9]{{1,{self.decimal_places}}})?")
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        if not self._pattern.fullmatch(data):
+            example = "42." + "5" * self.decimal_places if self.decimal_places else "42"
+            self.fail("format", places=self.decimal_places, example=example)
+        return super().to_internal_value(data)
+
+
+class CardNumberField(StrictCharField):
     def __init__(self, **kwargs):
         super().__init__(max_length=32, **kwargs)
 
@@ -53,21 +198,60 @@ class CardNumberField(serializers.CharField):
         return value
 
 
-@extend_schema_field(OpenApiTypes.DATETIME)
+# The largest identifier a request may name: a PostgreSQL bigint.
+MAX_ID = 2**63 - 1
+
+# The years a time given to the API may fall in: far enough either way for any till, and far
+# from the ends of Python's calendar, where adding a return window or a time zone overflows.
+MIN_YEAR, MAX_YEAR = 1970, 2999
+
+
+def parse_aware_datetime(text: str) -> tuple[datetime | None, str]:
+    """`text` as an aware datetime within MIN_YEAR..MAX_YEAR, and "" ; or None and the reason
+    ("invalid", "naive" or "range")."""
+    try:
+        parsed = parse_datetime(text)
+    except ValueError:  # well formed, but no such day or time (e.g. 30 February)
+        return None, "invalid"
+    if parsed is None:
+        return None, "invalid"
+    if timezone.is_naive(parsed):
+        return None, "naive"
+    try:
+        year = parsed.astimezone(UTC).year
+    except OverflowError:
+        return None, "range"
+    if not MIN_YEAR <= year <= MAX_YEAR:
+        return None, "range"
+    return parsed, ""
+
+
+# The years MIN_YEAR + 1 to MAX_YEAR - 1 as written: within MIN_YEAR..MAX_YEAR in UTC, whatever
+# the offset.
+AWARE_DATETIME_SCHEMA = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": "^(197[1-9]|19[89][0-9]|2[0-8][0-9]{2}|29[0-8][0-9]|299[0-8])-",
+    "description": "ISO 8601 with an offset, e.g. 2026-11-23T10:15:00+01:00",
+}
+
+
+@extend_schema_field(AWARE_DATETIME_SCHEMA)
 class AwareDateTimeField(serializers.Field):
     """ISO 8601 with an explicit offset; a time without one is ambiguous and refused."""
 
     default_error_messages = {
         "invalid": _("Use ISO 8601 with an offset, e.g. 2026-03-14T15:09:26+01:00."),
         "naive": _("Give the time zone offset, e.g. +01:00 or Z."),
+        "range": _("Give a time between the years {min} and {max}."),
     }
 
     def to_internal_value(self, data):
-        parsed = parse_datetime(data) if isinstance(data, str) else None
-        if parsed is None:
+        if not isinstance(data, str):
             self.fail("invalid")
-        if timezone.is_naive(parsed):
-            self.fail("naive")
+        parsed, reason = parse_aware_datetime(data)
+        if parsed is None:
+            self.fail(reason, min=MIN_YEAR, max=MAX_YEAR)
         return parsed
 
     def to_representation(self, value):
@@ -75,32 +259,31 @@ class AwareDateTimeField(serializers.Field):
 
 
 def money_field(**kwargs):
-    return serializers.DecimalField(
-        max_digits=12,
-        decimal_places=2,
-        min_value=Decimal("0.01"),
-        coerce_to_string=True,
-        **kwargs,
-    )
+    return DecimalStringField(max_digits=12, decimal_places=2, min_value=Decimal("0.01"), **kwargs)
 
 
 # Enrolment and lookup -------------------------------------------------------------------------
 
+# Digits, spaces, dots and dashes, a leading + allowed, no space at either end (the field trims
+# them); at most 20 characters, so at most 20 once the spaces, dots and dashes are dropped
+# (Member.phone).
+PHONE_PATTERN = r"^\+?[0-9][0-9 .-]{4,17}[0-9.-]$"
 
-class EnrolRequest(serializers.Serializer):
-    email = serializers.EmailField(required=False, allow_blank=True, max_length=254)
-    phone = serializers.RegexField(
-        r"^\+?[0-9][0-9 .-]{5,19}$",
+
+class EnrolRequest(ClosedSerializer):
+    email = StrictEmailField(required=False, allow_blank=True, max_length=254)
+    phone = StrictRegexField(
+        PHONE_PATTERN,
         required=False,
         allow_blank=True,
         error_messages={"invalid": _("A phone number: digits, optionally a leading +.")},
     )
-    first_name = serializers.CharField(required=False, allow_blank=True, max_length=80)
-    last_name = serializers.CharField(required=False, allow_blank=True, max_length=80)
+    first_name = StrictCharField(required=False, allow_blank=True, max_length=80)
+    last_name = StrictCharField(required=False, allow_blank=True, max_length=80)
     birth_date = serializers.DateField(required=False, allow_null=True)
     preferred_language = serializers.ChoiceField(choices=["fr", "en"], required=False)
-    marketing_consent = serializers.BooleanField(required=False, default=False)
-    referral_code = serializers.CharField(required=False, allow_blank=True, max_length=10)
+    marketing_consent = StrictBooleanField(required=False, default=False)
+    referral_code = StrictCharField(required=False, allow_blank=True, max_length=10)
 
     def validate_phone(self, value):
         return "".join(ch for ch in value if ch.isdigit() or ch == "+")
@@ -112,7 +295,10 @@ class EnrolRequest(serializers.Serializer):
 
 
 class MemberSummary(serializers.ModelSerializer):
-    tier = serializers.CharField(source="tier.name", default=None)
+    tier = serializers.CharField(source="tier.name", default=None, allow_null=True, read_only=True)
+    email = serializers.EmailField(
+        allow_blank=True, read_only=True, help_text="Lowercase; empty when none."
+    )
 
     class Meta:
         model = Member
@@ -131,6 +317,7 @@ class MemberSummary(serializers.ModelSerializer):
             "referral_code",
             "preferred_language",
         ]
+        read_only_fields = fields  # an answer: every key is always there
 
 
 class TierOut(serializers.Serializer):
@@ -194,8 +381,16 @@ class MemberEnrolView(PosAPIView):
         operation_id="enrol_member",
         summary="Enrol a member (idempotent on email or phone)",
         request=EnrolRequest,
-        responses={201: MemberSummary, 200: MemberSummary},
-        parameters=[IDEMPOTENCY_HEADER],
+        responses=api_responses(
+            {201: MemberSummary, 200: MemberSummary},
+            invalid("email", "invalid", _("Enter a valid email address.")),
+            errors.EnrolmentConflict,
+            errors.UnknownReferralCode,
+            instance="/api/v1/members/",
+            body=True,
+            idempotency_key=True,
+        ),
+        parameters=[IDEMPOTENCY_HEADER, *PROBLEM_HEADERS],
         examples=[
             OpenApiExample(
                 "At the till",
@@ -233,22 +428,40 @@ def _render(view, request, response):
     return response
 
 
+_LOOKUP_INVALID = {
+    "card_number": _("Not a valid card number (13 digits with a check digit)."),
+    "email": _("Not a valid email address."),
+    "phone": _("A phone number: digits, optionally a leading +."),
+}
+
+
 class MemberLookupView(PosAPIView):
     @extend_schema(
         operation_id="lookup_member",
         summary="Find a member by card number, email or phone",
         parameters=[
-            OpenApiParameter("card_number", str, description="13 digits, spaces allowed"),
-            OpenApiParameter("email", str),
-            OpenApiParameter("phone", str),
+            OpenApiParameter(
+                "card_number", CARD_NUMBER_SCHEMA, description="13 digits, spaces allowed"
+            ),
+            OpenApiParameter("email", {"type": "string", "format": "email"}),
+            OpenApiParameter("phone", {"type": "string", "pattern": PHONE_PATTERN}),
+            *PROBLEM_HEADERS,
         ],
-        responses={200: MemberLookupResponse},
+        responses=api_responses(
+            {200: MemberLookupResponse},
+            invalid(
+                "card_number", "invalid", _("Give exactly one of card_number, email or phone.")
+            ),
+            Case.of(errors.MemberNotFound, field="card_number"),
+            instance="/api/v1/members/lookup/",
+        ),
     )
     def get(self, request):
-        params = {
-            k: request.query_params.get(k, "").strip() for k in ("card_number", "email", "phone")
+        given = {
+            k: request.query_params[k].strip()
+            for k in ("card_number", "email", "phone")
+            if k in request.query_params
         }
-        given = {k: v for k, v in params.items() if v}
         if len(given) != 1:
             raise serializers.ValidationError(
                 {"card_number": [_("Give exactly one of card_number, email or phone.")]}
@@ -256,10 +469,17 @@ class MemberLookupView(PosAPIView):
         field, value = next(iter(given.items()))
         if field == "card_number":
             value = normalize_card_number(value)
+            valid = is_valid_card_number(value)
         elif field == "email":
             value = value.lower()
-        elif field == "phone":
+            valid = "@" in value
+        else:
+            valid = re.fullmatch(PHONE_PATTERN, value) is not None
             value = "".join(ch for ch in value if ch.isdigit() or ch == "+")
+        if not valid:
+            # A value that cannot be a card, an email or a phone finds no member: refused
+            # before any lookup, so that nothing empty is compared with members' blank fields.
+            raise serializers.ValidationError({field: [_LOOKUP_INVALID[field]]})
         member = (
             Member.objects.select_related("tier")
             .filter(Q(**{field: value}), program=self.client.program)
@@ -272,25 +492,80 @@ class MemberLookupView(PosAPIView):
 
 
 class LedgerEntryOut(serializers.ModelSerializer):
-    receipt_id = serializers.CharField(source="purchase.receipt_id", default=None)
+    receipt_id = serializers.CharField(
+        source="purchase.receipt_id", default=None, allow_null=True, read_only=True
+    )
 
     class Meta:
         model = PointsEntry
         fields = ["kind", "bucket", "points", "effective_at", "created_at", "receipt_id", "reason"]
+        read_only_fields = fields  # an answer: every key is always there
+
+
+class MemberHistoryOut(serializers.Serializer):
+    """One page of a member's ledger (HistoryPagination), with the member's balances."""
+
+    count = serializers.IntegerField(help_text="Entries in every page.")
+    next = serializers.URLField(allow_null=True, help_text="The next page, or null.")
+    previous = serializers.URLField(allow_null=True, help_text="The previous page, or null.")
+    results = LedgerEntryOut(many=True)
+    points_available = serializers.IntegerField()
+    points_pending = serializers.IntegerField()
+
+
+class HistoryParams(serializers.Serializer):
+    page = serializers.IntegerField(
+        min_value=1, required=False, help_text="1-based; beyond the last page: 404"
+    )
+    page_size = serializers.IntegerField(
+        min_value=1, required=False, help_text="50 by default; above 200, 200"
+    )
 
 
 class HistoryPagination(PageNumberPagination):
+    """Pages of 50 entries, `page_size` up to 200; `page` and `page_size` are positive integers
+    (anything else is 400 invalid, not silently the first page)."""
+
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def paginate_queryset(self, queryset, request, view=None):
+        # A plain dict: with a QueryDict, DRF would read `?page=` as no page at all.
+        params = HistoryParams(data=dict(request.query_params.items()))
+        params.is_valid(raise_exception=True)
+        self.params = params.validated_data
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_page_size(self, request):
+        return min(self.params.get("page_size", self.page_size), self.max_page_size)
+
+    def get_page_number(self, request, paginator):
+        return self.params.get("page", 1)
 
 
 class MemberHistoryView(PosAPIView):
     @extend_schema(
         operation_id="member_history",
         summary="A member's points ledger, newest first, paginated",
-        parameters=[OpenApiParameter("page", int), OpenApiParameter("page_size", int)],
-        responses={200: LedgerEntryOut(many=True)},
+        parameters=[
+            CARD_NUMBER_PATH,
+            HistoryParams,
+            *PROBLEM_HEADERS,
+        ],
+        responses=api_responses(
+            {200: MemberHistoryOut},
+            invalid(
+                "page",
+                "min_value",
+                format_lazy(
+                    serializers.IntegerField.default_error_messages["min_value"], min_value=1
+                ),
+            ),
+            Case.of(errors.MemberNotFound),
+            Case(404, "not_found", _("Not found."), _("Invalid page."), name="page_not_found"),
+            instance="/api/v1/members/9123456789016/history/",
+        ),
     )
     def get(self, request, card_number):
         member = member_by_card(self.client.program, card_number)
@@ -310,22 +585,22 @@ class MemberHistoryView(PosAPIView):
 # Purchases, returns and quotes ----------------------------------------------------------------
 
 
-class LineIn(serializers.Serializer):
-    sku = serializers.CharField(max_length=60, allow_blank=True, required=False, default="")
-    category = serializers.CharField(max_length=60, allow_blank=True, required=False, default="")
-    quantity = serializers.DecimalField(max_digits=10, decimal_places=3, min_value=Decimal("0.001"))
-    unit_price = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=Decimal("0"))
+class LineIn(ClosedSerializer):
+    sku = StrictCharField(max_length=60, allow_blank=True, required=False, default="")
+    category = StrictCharField(max_length=60, allow_blank=True, required=False, default="")
+    quantity = DecimalStringField(max_digits=10, decimal_places=3, min_value=Decimal("0.001"))
+    unit_price = DecimalStringField(max_digits=12, decimal_places=2, min_value=Decimal("0"))
 
 
-class PurchaseRequest(serializers.Serializer):
+class PurchaseRequest(ClosedSerializer):
     # No "/": the receipt id is part of the returns URL.
-    receipt_id = serializers.RegexField(
+    receipt_id = StrictRegexField(
         r"^[\x21-\x2e\x30-\x7e]{1,64}$",
         error_messages={"invalid": _("1 to 64 printable characters, no spaces and no slash.")},
     )
     card_number = CardNumberField(required=False, allow_null=True)
     amount = money_field()
-    currency = serializers.RegexField(
+    currency = StrictRegexField(
         r"^[A-Z]{3}$", error_messages={"invalid": _("A three-letter ISO 4217 code, e.g. EUR.")}
     )
     occurred_at = AwareDateTimeField()
@@ -344,6 +619,10 @@ _QUANTITY = re.compile(r"(?:0|[1-9][0-9]{0,6})(?:\.[0-9]{1,3})?")  # 10 digits, 
 _CENT = Decimal("0.01")
 _THOUSANDTH = Decimal("0.001")
 _LINE_TEXT_MAX = 60
+_PURCHASE_KEYS = frozenset(
+    {"receipt_id", "card_number", "amount", "currency", "occurred_at", "lines"}
+)
+_LINE_KEYS = frozenset({"sku", "category", "quantity", "unit_price"})
 
 
 def _lean_text(value) -> str | None:
@@ -356,7 +635,7 @@ def _lean_text(value) -> str | None:
 
 def lean_purchase(data) -> dict | None:
     """PurchaseRequest's validated data for a well-formed body, or None to let it decide."""
-    if type(data) is not dict:
+    if type(data) is not dict or not data.keys() <= _PURCHASE_KEYS:
         return None
     receipt_id, currency = data.get("receipt_id"), data.get("currency")
     amount, occurred_at = data.get("amount"), data.get("occurred_at")
@@ -384,8 +663,8 @@ def lean_purchase(data) -> dict | None:
     if amount < _CENT:
         return None
     out["currency"] = currency
-    moment = parse_datetime(occurred_at)
-    if moment is None or timezone.is_naive(moment):
+    moment, _reason = parse_aware_datetime(occurred_at)
+    if moment is None:
         return None
     out["occurred_at"] = moment
     if "lines" in data:
@@ -394,7 +673,7 @@ def lean_purchase(data) -> dict | None:
             return None
         lines = []
         for raw in raw_lines:
-            if type(raw) is not dict:
+            if type(raw) is not dict or not raw.keys() <= _LINE_KEYS:
                 return None
             sku = _lean_text(raw["sku"]) if "sku" in raw else ""
             category = _lean_text(raw["category"]) if "category" in raw else ""
@@ -442,6 +721,9 @@ class BreakdownItem(serializers.Serializer):
     amount = serializers.CharField()
     points = serializers.IntegerField()
     rule_id = serializers.IntegerField(allow_null=True)
+    note = serializers.CharField(
+        required=False, help_text="Campaign items only: why the campaign applied or not."
+    )
 
 
 class TierUpgradeOut(serializers.Serializer):
@@ -492,8 +774,24 @@ class PurchaseView(PosAPIView):
         operation_id="record_purchase",
         summary="Record a purchase and credit its points (idempotent per receipt id)",
         request=PurchaseRequest,
-        responses={201: PurchaseResponse, 200: PurchaseResponse},
-        parameters=[IDEMPOTENCY_HEADER],
+        responses=api_responses(
+            {201: PurchaseResponse, 200: PurchaseResponse},
+            invalid(
+                "card_number",
+                "invalid_card_number",
+                _("Not a valid card number (13 digits with a check digit)."),
+            ),
+            errors.ReceiptConflict,
+            errors.WrongCurrency,
+            errors.LinesMismatch,
+            errors.InvalidOccurredAt,
+            errors.UnknownCard,
+            errors.MemberNotActive,
+            instance="/api/v1/purchases/",
+            body=True,
+            idempotency_key=True,
+        ),
+        parameters=[IDEMPOTENCY_HEADER, *PROBLEM_HEADERS],
         examples=[OpenApiExample("A member's basket", value=PURCHASE_EXAMPLE, request_only=True)],
     )
     def post(self, request):
@@ -517,19 +815,19 @@ class PurchaseView(PosAPIView):
         return idempotent(request, handle)
 
 
-class ReturnLineIn(serializers.Serializer):
-    sku = serializers.CharField(max_length=60, allow_blank=True)
-    quantity = serializers.DecimalField(max_digits=10, decimal_places=3, min_value=Decimal("0.001"))
+class ReturnLineIn(ClosedSerializer):
+    sku = StrictCharField(max_length=60, allow_blank=True)
+    quantity = DecimalStringField(max_digits=10, decimal_places=3, min_value=Decimal("0.001"))
 
 
-class ReturnRequest(serializers.Serializer):
-    return_id = serializers.RegexField(
+class ReturnRequest(ClosedSerializer):
+    return_id = StrictRegexField(
         r"^[\x21-\x7e]{1,64}$",
         error_messages={"invalid": _("1 to 64 printable characters, no spaces.")},
     )
     amount = money_field()
     occurred_at = AwareDateTimeField(required=False)
-    purchase_store = serializers.SlugField(
+    purchase_store = StrictSlugField(
         required=False,
         help_text="Slug of the store where the purchase was made, when it is "
         "not the store posting the return.",
@@ -557,8 +855,26 @@ class ReturnView(PosAPIView):
         operation_id="record_return",
         summary="Record a full or partial return of a purchase (idempotent per return id)",
         request=ReturnRequest,
-        responses={201: ReturnResponse, 200: ReturnResponse},
-        parameters=[IDEMPOTENCY_HEADER],
+        responses=api_responses(
+            {201: ReturnResponse, 200: ReturnResponse},
+            invalid("return_id", "invalid", _("1 to 64 printable characters, no spaces.")),
+            errors.UnknownReceipt,
+            Case.of(
+                errors.UnknownReceipt,
+                _("No store of this program has this slug."),
+                field="purchase_store",
+                name="unknown_purchase_store",
+            ),
+            NOT_FOUND,
+            errors.ReturnConflict,
+            errors.ReturnExceedsPurchase,
+            errors.LinesMismatch,
+            errors.InvalidOccurredAt,
+            instance="/api/v1/purchases/PAR01-2026-000123/returns/",
+            body=True,
+            idempotency_key=True,
+        ),
+        parameters=[RECEIPT_ID_PATH, IDEMPOTENCY_HEADER, *PROBLEM_HEADERS],
         examples=[
             OpenApiExample(
                 "One item back",
@@ -584,7 +900,7 @@ class ReturnView(PosAPIView):
                 ).first()
                 if purchase_store is None:
                     raise errors.UnknownReceipt(
-                        "No store of this program has this slug.", field="purchase_store"
+                        _("No store of this program has this slug."), field="purchase_store"
                     )
             outcome = services.record_return(
                 store=self.client.store,
@@ -603,10 +919,10 @@ class ReturnView(PosAPIView):
         return idempotent(request, handle)
 
 
-class QuoteRequest(serializers.Serializer):
+class QuoteRequest(ClosedSerializer):
     card_number = CardNumberField(required=False, allow_null=True)
     amount = money_field()
-    currency = serializers.RegexField(r"^[A-Z]{3}$")
+    currency = StrictRegexField(r"^[A-Z]{3}$")
     occurred_at = AwareDateTimeField(required=False)
     lines = LineIn(many=True, required=False, max_length=500)
 
@@ -625,7 +941,17 @@ class QuoteView(PosAPIView):
         operation_id="quote_purchase",
         summary="The points a basket would earn; writes nothing",
         request=QuoteRequest,
-        responses={200: QuoteResponse},
+        responses=api_responses(
+            {200: QuoteResponse},
+            invalid("amount", "required", _("This field is required.")),
+            errors.WrongCurrency,
+            errors.LinesMismatch,
+            errors.UnknownCard,
+            errors.MemberNotActive,
+            instance="/api/v1/purchases/quote/",
+            body=True,
+        ),
+        parameters=PROBLEM_HEADERS,
     )
     def post(self, request):
         data = QuoteRequest(data=request.data)

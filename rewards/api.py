@@ -11,7 +11,19 @@ from rest_framework.response import Response
 from loyalty.api import PosAPIView, idempotent
 from loyalty.errors import DomainError
 from loyalty.models import Tier
-from members.api import IDEMPOTENCY_HEADER, _render
+from loyalty.openapi import NOT_FOUND, PROBLEM_HEADERS, Case, api_responses, invalid
+from members import errors as member_errors
+from members.api import (
+    CARD_NUMBER_PATH,
+    CARD_NUMBER_SCHEMA,
+    IDEMPOTENCY_HEADER,
+    MAX_ID,
+    PATH_SEGMENT,
+    ClosedSerializer,
+    StrictIntegerField,
+    StrictRegexField,
+    _render,
+)
 from members.selectors import member_by_card
 
 from . import errors, services
@@ -26,6 +38,14 @@ class IdempotencyKeyRequired(DomainError):
         "Redeeming at the till needs an Idempotency-Key header, so that a retry cannot "
         "redeem twice."
     )
+
+
+VOUCHER_CODE_PATH = OpenApiParameter(
+    "code",
+    {"type": "string", "pattern": PATH_SEGMENT, "maxLength": 32},
+    OpenApiParameter.PATH,
+    description="As printed (XXXX-XXXX-XXXX); case, spaces and dashes are ignored",
+)
 
 
 # Catalogue ------------------------------------------------------------------------------------
@@ -60,8 +80,19 @@ class RewardListView(PosAPIView):
     @extend_schema(
         operation_id="list_rewards",
         summary="The program's reward catalogue (optionally as one member sees it)",
-        parameters=[OpenApiParameter("card_number", str, description="13 digits")],
-        responses={200: RewardOut(many=True)},
+        parameters=[
+            OpenApiParameter(
+                "card_number",
+                CARD_NUMBER_SCHEMA,
+                description="13 digits: the catalogue as this member sees it",
+            ),
+            *PROBLEM_HEADERS,
+        ],
+        responses=api_responses(
+            {200: RewardOut(many=True)},
+            Case.of(member_errors.MemberNotFound, field="card_number"),
+            instance="/api/v1/rewards/",
+        ),
     )
     def get(self, request):
         program = self.client.program
@@ -174,15 +205,21 @@ class VoucherView(PosAPIView):
     @extend_schema(
         operation_id="validate_voucher",
         summary="Validate a voucher: reward, value, status, member",
-        responses={200: VoucherOut},
+        parameters=[VOUCHER_CODE_PATH, *PROBLEM_HEADERS],
+        responses=api_responses(
+            {200: VoucherOut},
+            errors.VoucherNotFound,
+            NOT_FOUND,
+            instance="/api/v1/vouchers/K2Q9-7VRU-9F5B/",
+        ),
     )
     def get(self, request, code):
         voucher = services.find_voucher(self.client.program, code)
         return Response(voucher_body(voucher))
 
 
-class ConsumeRequest(serializers.Serializer):
-    receipt_id = serializers.RegexField(
+class ConsumeRequest(ClosedSerializer):
+    receipt_id = StrictRegexField(
         r"^[!-~]{1,64}$",
         help_text="The receipt the voucher is used on (1 to 64 printable characters).",
     )
@@ -193,8 +230,23 @@ class VoucherRedeemView(PosAPIView):
         operation_id="consume_voucher",
         summary="Use a voucher at the till, exactly once (idempotent per receipt id)",
         request=ConsumeRequest,
-        responses={200: VoucherOut},
-        examples=[OpenApiExample("At the till", value={"receipt_id": "PAR01-2026-000124"})],
+        parameters=[VOUCHER_CODE_PATH, *PROBLEM_HEADERS],
+        responses=api_responses(
+            {200: VoucherOut},
+            invalid("receipt_id", "required", _("This field is required.")),
+            errors.VoucherNotFound,
+            NOT_FOUND,
+            errors.VoucherAlreadyUsed,
+            errors.VoucherExpired,
+            errors.VoucherCancelled,
+            instance="/api/v1/vouchers/K2Q9-7VRU-9F5B/redeem/",
+            body=True,
+        ),
+        examples=[
+            OpenApiExample(
+                "At the till", value={"receipt_id": "PAR01-2026-000124"}, request_only=True
+            )
+        ],
     )
     def post(self, request, code):
         data = ConsumeRequest(data=request.data)
@@ -212,8 +264,8 @@ class RedemptionOut(VoucherOut):
     points_available = serializers.IntegerField(help_text="The member's balance after it.")
 
 
-class RedeemRequest(serializers.Serializer):
-    reward_id = serializers.IntegerField(min_value=1)
+class RedeemRequest(ClosedSerializer):
+    reward_id = StrictIntegerField(min_value=1, max_value=MAX_ID)
 
 
 class MemberRedemptionView(PosAPIView):
@@ -221,17 +273,36 @@ class MemberRedemptionView(PosAPIView):
         operation_id="redeem_reward",
         summary="Redeem a reward for a member at the till (needs an Idempotency-Key)",
         request=RedeemRequest,
-        responses={201: RedemptionOut},
+        responses=api_responses(
+            {201: RedemptionOut},
+            invalid("reward_id", "required", _("This field is required.")),
+            Case.of(member_errors.MemberNotFound, field="card_number"),
+            errors.RewardNotFound,
+            NOT_FOUND,
+            member_errors.MemberNotActive,
+            errors.RewardNotAvailable,
+            errors.TierNotAllowed,
+            errors.NotEnoughPoints,
+            errors.LimitReached,
+            errors.OutOfStock,
+            IdempotencyKeyRequired,
+            instance="/api/v1/members/9123456789016/redemptions/",
+            body=True,
+            idempotency_key=True,
+        ),
         parameters=[
+            CARD_NUMBER_PATH,
+            # Required here (428 without it): a redemption has no natural key.
             OpenApiParameter(
                 IDEMPOTENCY_HEADER.name,
-                str,
+                IDEMPOTENCY_HEADER.type,
                 OpenApiParameter.HEADER,
                 required=True,
                 description=IDEMPOTENCY_HEADER.description,
-            )
+            ),
+            *PROBLEM_HEADERS,
         ],
-        examples=[OpenApiExample("A 10 € voucher", value={"reward_id": 2})],
+        examples=[OpenApiExample("A 10 € voucher", value={"reward_id": 2}, request_only=True)],
     )
     def post(self, request, card_number):
         if not request.headers.get("Idempotency-Key"):
