@@ -1,7 +1,7 @@
 """The KPI recompute as a step of the members' nightly chain (registered in apps.py, after the
 tier requalification and before the emails): incremental, for every period kind."""
 
-from members.jobs import Context
+from members.batches import Context
 
 from .services import ALL_KINDS, recompute_kinds
 

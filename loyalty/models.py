@@ -622,7 +622,7 @@ def _comma_list(text: str) -> list[str]:
 
 
 class Segment(models.Model):
-    """A rule-based group of members, recomputed nightly in SQL (members/segments.py).
+    """A rule-based group of members, recomputed nightly in SQL (members/campaigns/segments.py).
 
     Every condition that is set must hold (AND). RFM scores are quintiles (1 to 5, 5 best)
     among the members who bought in the last 365 days; the others score 0.
@@ -725,7 +725,7 @@ class Campaign(models.Model):
     conditions, stacking, budgets and a hold-out control group.
 
     How campaigns combine with the earning grid and with each other is defined once, in
-    loyalty/rules.py (`add_campaigns`); budgets and hold-outs are applied in members/campaigns.py.
+    loyalty/rules.py (`add_campaigns`); budgets and hold-outs are applied in members/campaigns/.
     """
 
     class Status(models.TextChoices):
@@ -1045,7 +1045,7 @@ def points_cap(points: int | None, amount: Decimal | None, point_cost: Decimal) 
 
 class CampaignBudgetUsage(models.Model):
     """Points a campaign has given within one budget scope (overall or one period, optionally
-    per store). Consumed race-safe by a conditional upsert (members/campaigns.py)."""
+    per store). Consumed race-safe by a conditional upsert (members/campaigns/budgets.py)."""
 
     campaign = models.ForeignKey(
         Campaign, on_delete=models.CASCADE, related_name="budget_usage", verbose_name=_("campaign")

@@ -45,7 +45,7 @@ def program_rules(program: Program) -> rules.ProgramRules:
 
 @dataclass(frozen=True, slots=True)
 class TierInfo:
-    """A tier as plain data, for the tier policy (members/tiers.py)."""
+    """A tier as plain data, for the tier policy (members/tiers/policy.py)."""
 
     pk: int
     rank: int

@@ -9,10 +9,10 @@ class MembersConfig(AppConfig):
     def ready(self):
         from loyalty.admin import register_campaign_report, register_segment_refresh
 
-        from .campaigns import audience_report, results_report
+        from .campaigns.lifecycle import grant_lifecycle_bonuses
+        from .campaigns.reports import audience_report, results_report
+        from .campaigns.segments import refresh_now, refresh_segments
         from .jobs import register_job
-        from .lifecycle import grant_lifecycle_bonuses
-        from .segments import refresh_now, refresh_segments
 
         # Segments after the tiers (a segment may select a tier), lifecycle bonuses after the
         # segments (a campaign may target one).

@@ -1,4 +1,5 @@
-"""The nightly member jobs: release pending points, expire points, requalify tiers, notify.
+"""The nightly member chain and its jobs: release pending points, expire points, requalify tiers
+(`members.tiers.job`), notify.
 
 Each job works per program, on the program's local date (the *night*), in batches of members
 selected in SQL: a batch is one transaction that locks its members (in id order), recomputes
@@ -19,25 +20,23 @@ import uuid
 import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from loyalty.jobs import record_job_run, save_progress
 from loyalty.models import Program
-from loyalty.selectors import program_tiers
 from loyalty.sql import dt, parse_dt
 
-from . import ledger, notifications, tiers
+from . import ledger, notifications
+from .batches import Context, batch_transaction, fetch, ids_sql
 from .ledger import Bucket, BulkPosting, Kind
-from .models import Member, PointsEntry, Purchase, TierChange
+from .models import Member, PointsEntry, Purchase
 from .selectors import CREDITS_SINCE_SQL, EXPIRY_WARNING_DAYS, expiry_cutoff
+from .tiers import job as tier_job
 
 BATCH_SIZE = 5000
-REQUALIFY_BATCH_SIZE = 20000
 
 M = Member._meta.db_table
 P = Purchase._meta.db_table
@@ -48,50 +47,8 @@ class JobAlreadyRunning(Exception):
     pass
 
 
-@dataclass
-class Context:
-    program: Program
-    now: datetime
-    night: date
-    dry_run: bool
-    batch_size: int
-    # Hand the emails to worker tasks (in batches) instead of sending them in this job: the
-    # chain then ends without waiting for the mail server, and several workers can send.
-    queue_emails: bool = False
-    # Called after each batch with a copy of the summary the job tracks (`track`), or None.
-    on_batch: Callable[[dict | None], None] | None = None
-    progress: dict | None = field(default=None, repr=False)
-
-    def track(self, summary: dict) -> dict:
-        """The job's summary, whose counts are reported as each batch commits."""
-        self.progress = summary
-        return summary
-
-
-@contextmanager
-def batch_transaction(ctx: Context):
-    """One batch: a transaction, rolled back at the end on a dry run. Once it has ended, the
-    job's tracked summary is reported (run_job writes it to the JobRun and renews its lease)."""
-    with transaction.atomic():
-        yield
-        if ctx.dry_run:
-            transaction.set_rollback(True)
-    if ctx.on_batch is not None:
-        ctx.on_batch(None if ctx.progress is None else dict(ctx.progress))
-
-
 def _local_date(program: Program, now: datetime) -> date:
     return timezone.localtime(now, program.tzinfo).date()
-
-
-def _fetch(sql: str, params) -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def _ids_sql(ids) -> str:
-    return ", ".join(str(int(i)) for i in ids)
 
 
 # Release of pending points ----------------------------------------------------------------------
@@ -114,16 +71,16 @@ def release_pending_points(ctx: Context) -> dict:
     while True:
         with batch_transaction(ctx):
             ids = [
-                r[0] for r in _fetch(_DUE_MEMBERS_SQL, [program.pk, dt(now), last, ctx.batch_size])
+                r[0] for r in fetch(_DUE_MEMBERS_SQL, [program.pk, dt(now), last, ctx.batch_size])
             ]
             if not ids:
                 break
             last = ids[-1]
             ledger.lock_members(ids)
             # Under the locks, no return can move these purchases' points any more.
-            due = _fetch(
+            due = fetch(
                 "SELECT id, member_id, points_earned - points_reversed, release_at, store_id, "  # nosec B608  # table name from model metadata; ids inlined by int(); values are parameters
-                f"occurred_at FROM {P} WHERE member_id IN ({_ids_sql(ids)}) "
+                f"occurred_at FROM {P} WHERE member_id IN ({ids_sql(ids)}) "
                 "AND released_at IS NULL AND release_at <= %s ORDER BY id",
                 [dt(now)],
             )
@@ -178,8 +135,8 @@ def fifo_excess(ids_and_balances, cutoff: datetime) -> dict[int, int]:
     balances = dict(ids_and_balances)
     if not balances:
         return {}
-    sql = _RECENT_CREDITS_SQL.format(ids=_ids_sql(balances))
-    recent = dict(_fetch(sql, [min(balances), max(balances), dt(cutoff), dt(cutoff)]))
+    sql = _RECENT_CREDITS_SQL.format(ids=ids_sql(balances))
+    recent = dict(fetch(sql, [min(balances), max(balances), dt(cutoff), dt(cutoff)]))
     excess = {}
     for member_id, balance in balances.items():
         over = balance - int(recent.get(member_id) or 0)
@@ -202,10 +159,10 @@ def _expiring_batch(ctx: Context, cutoff: datetime, last: int) -> tuple[int | No
     under the program's policy (FIFO excess, or the whole balance of the inactive)."""
     program = ctx.program
     if program.expiry_policy == Program.ExpiryPolicy.AFTER_INACTIVITY:
-        rows = _fetch(_INACTIVE_HOLDERS_SQL, [program.pk, last, dt(cutoff), ctx.batch_size])
+        rows = fetch(_INACTIVE_HOLDERS_SQL, [program.pk, last, dt(cutoff), ctx.batch_size])
         expiring = dict(rows)
     else:
-        rows = _fetch(_HOLDERS_SQL, [program.pk, last, ctx.batch_size])
+        rows = fetch(_HOLDERS_SQL, [program.pk, last, ctx.batch_size])
         expiring = fifo_excess(rows, cutoff)
     return (rows[-1][0] if rows else None), expiring
 
@@ -231,15 +188,15 @@ def expire_points(ctx: Context) -> dict:
         with batch_transaction(ctx):
             ledger.lock_members(candidates)
             if by_inactivity:
-                locked = _fetch(
-                    f"SELECT id, points_available FROM {M} WHERE id IN ({_ids_sql(candidates)}) "  # nosec B608  # table name from model metadata; ids inlined by int(); values are parameters
+                locked = fetch(
+                    f"SELECT id, points_available FROM {M} WHERE id IN ({ids_sql(candidates)}) "  # nosec B608  # table name from model metadata; ids inlined by int(); values are parameters
                     "AND points_available > 0 AND COALESCE(last_activity_at, enrolled_at) < %s",
                     [dt(cutoff)],
                 )
                 expiring = dict(locked)
             else:
-                locked = _fetch(
-                    f"SELECT id, points_available FROM {M} WHERE id IN ({_ids_sql(candidates)}) "  # nosec B608  # table name from model metadata; ids inlined by int(); values are parameters
+                locked = fetch(
+                    f"SELECT id, points_available FROM {M} WHERE id IN ({ids_sql(candidates)}) "  # nosec B608  # table name from model metadata; ids inlined by int(); values are parameters
                     "AND points_available > 0",
                     [],
                 )
@@ -262,153 +219,6 @@ def expire_points(ctx: Context) -> dict:
             summary["points"] += sum(expiring.values())
             summary["batches"] += 1
     return summary
-
-
-# Tier requalification ---------------------------------------------------------------------------
-
-
-def _values_sql(program: Program, where: str, purchases: str = "TRUE") -> str:
-    """The review values of the members `where` selects. `purchases` restricts the joined
-    purchases the same way (on p.member_id): PostgreSQL does not carry a range on m.id over to
-    p.member_id, and without it every batch read the window's purchases of all members."""
-    value = tiers._value_expression(program)
-    return f"""
-SELECT m.id, m.tier_id, m.tier_review_on, m.tier_manual_until, m.qualifying_bound,
-       COALESCE(SUM(CASE WHEN p.occurred_at >= %s AND p.occurred_at < %s THEN {value} END), 0),
-       COALESCE(SUM(CASE WHEN p.occurred_at >= %s THEN {value} END), 0)
-FROM {M} m LEFT JOIN {P} p ON p.member_id = m.id AND p.occurred_at >= %s AND {purchases}
-WHERE {where}
-GROUP BY m.id, m.tier_id, m.tier_review_on, m.tier_manual_until, m.qualifying_bound
-ORDER BY m.id
-"""  # nosec B608  # table names and SQL built in this module; ids inlined by int()
-
-
-def _as_decimal(value) -> Decimal:
-    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
-
-
-def _as_date(value) -> date | None:
-    if value is None or isinstance(value, date):
-        return value
-    return date.fromisoformat(value)
-
-
-def requalify_tiers(ctx: Context) -> dict:
-    """Review every member's tier: upgrades the metric supports, downgrades once the grace has
-    passed (one tier or straight down, by policy), the end of tiers set by staff, and the exact
-    qualifying bound that lets purchases skip the lookup."""
-    program, night = ctx.program, ctx.night
-    all_tiers = program_tiers(program)
-    summary = ctx.track(
-        {
-            "members": 0,
-            "upgrades": 0,
-            "downgrades": 0,
-            "manual_ended": 0,
-            "renewed": 0,
-            "bounds": 0,
-            "batches": 0,
-        }
-    )
-    if not all_tiers:
-        return summary
-    review_start, review_end = tiers.window_bounds(program, night - timedelta(days=1))
-    now_start, _end = tiers.window_bounds(program, night)
-    since = min(review_start, now_start)
-    params = [dt(review_start), dt(review_end), dt(now_start), dt(since)]
-    last = 0
-    while True:
-        ids = [
-            r[0]
-            for r in _fetch(
-                f"SELECT id FROM {M} WHERE program_id = %s AND status <> 'closed' AND id > %s "  # nosec B608  # table name from model metadata; values are parameters
-                "ORDER BY id LIMIT %s",
-                [program.pk, last, ctx.batch_size],
-            )
-        ]
-        if not ids:
-            break
-        rows = _fetch(
-            _values_sql(
-                program,
-                "m.program_id = %s AND m.id BETWEEN %s AND %s AND m.status <> 'closed'",
-                purchases="p.member_id BETWEEN %s AND %s",
-            ),
-            [*params, ids[0], ids[-1], program.pk, ids[0], ids[-1]],
-        )
-        last = ids[-1]
-        summary["members"] += len(rows)
-        candidates = [r[0] for r in rows if _plan(program, all_tiers, night, r)]
-        if not candidates:
-            continue
-        with batch_transaction(ctx):
-            ledger.lock_members(candidates)
-            locked = _fetch(_values_sql(program, f"m.id IN ({_ids_sql(candidates)})"), params)
-            changes, updates = [], []
-            for row in locked:
-                plan = _plan(program, all_tiers, night, row)
-                if not plan:
-                    continue
-                member_id, tier_id, review_on, manual_until, bound, v_review, _v_now = row
-                decision, new_bound = plan
-                if decision is not None:
-                    new_tier = decision.tier
-                    if decision.reason:
-                        changes.append(
-                            TierChange(
-                                program_id=program.pk,
-                                member_id=member_id,
-                                from_tier_id=tier_id,
-                                to_tier_id=new_tier.pk if new_tier else None,
-                                reason=decision.reason,
-                                qualifying_value=_as_decimal(v_review),
-                                created_at=ctx.now,
-                            )
-                        )
-                        key = {
-                            TierChange.Reason.REQUALIFICATION: "upgrades",
-                            TierChange.Reason.DOWNGRADE: "downgrades",
-                            TierChange.Reason.MANUAL_ENDED: "manual_ended",
-                        }[decision.reason]
-                        summary[key] += 1
-                    else:
-                        summary["renewed"] += 1
-                    tier_id = new_tier.pk if new_tier else None
-                    review_on = decision.review_on
-                    if decision.clear_manual:
-                        manual_until = None
-                if new_bound is not None:
-                    summary["bounds"] += 1
-                    bound = new_bound
-                updates.append((tier_id, review_on, manual_until, bound, member_id))
-            TierChange.objects.bulk_create(changes)
-            with connection.cursor() as cursor:
-                cursor.executemany(
-                    f"UPDATE {M} SET tier_id = %s, tier_review_on = %s, tier_manual_until = %s, "  # nosec B608  # table name from model metadata; values are parameters
-                    "qualifying_bound = %s WHERE id = %s",
-                    updates,
-                )
-            summary["batches"] += 1
-    return summary
-
-
-def _plan(program, all_tiers, night, row):
-    """(decision or None, new bound or None) for one member row, or None if nothing to do."""
-    _id, tier_id, review_on, manual_until, bound, v_review, v_now = row
-    decision = tiers.decide(
-        program,
-        all_tiers,
-        tiers.tier_by_pk(all_tiers, tier_id),
-        _as_decimal(v_review),
-        review_on=_as_date(review_on),
-        manual_until=_as_date(manual_until),
-        night=night,
-    )
-    exact = _as_decimal(v_now)
-    new_bound = exact if _as_decimal(bound) != exact else None
-    if decision is None and new_bound is None:
-        return None
-    return decision, new_bound
 
 
 # Notifications ----------------------------------------------------------------------------------
@@ -465,7 +275,7 @@ def _claim_expiry_warnings(ctx: Context) -> int:
 JOBS: dict[str, Callable[[Context], dict]] = {
     "release_pending_points": release_pending_points,
     "expire_points": expire_points,
-    "requalify_tiers": requalify_tiers,
+    "requalify_tiers": tier_job.requalify_tiers,
     "notify_members": notify_members,
 }
 NIGHTLY_ORDER = list(JOBS)
@@ -521,7 +331,7 @@ def run_job(
         programs = Program.objects.filter(status=Program.Status.ACTIVE).order_by("pk")
     with record_job_run(f"members.{name}", dry_run=dry_run, user=user) as run, _exclusive(name):
         for program in programs:
-            size = batch_size or (REQUALIFY_BATCH_SIZE if name == "requalify_tiers" else BATCH_SIZE)
+            size = batch_size or (tier_job.BATCH_SIZE if name == "requalify_tiers" else BATCH_SIZE)
             ctx = Context(program, now, _local_date(program, now), dry_run, size, queue_emails)
             night = {"night": ctx.night.isoformat()}
 

@@ -556,7 +556,8 @@ class CampaignAward(models.Model):
     """A campaign reaching a member: the bonus given (its ledger rows share `txn`), or nothing
     for a member of the hold-out group. One per (campaign, purchase) for purchase campaigns and
     per (campaign, member, occasion) for lifecycle bonuses, so no bonus is given twice. The
-    uplift of a campaign compares its treated and held-out members (members/campaigns.py)."""
+    uplift of a campaign compares its treated and held-out members
+    (members/campaigns/reports.py)."""
 
     program = models.ForeignKey(
         Program, on_delete=models.PROTECT, related_name="+", verbose_name=_("program")
@@ -628,7 +629,7 @@ class CampaignAward(models.Model):
 
 
 class SegmentMembership(models.Model):
-    """A member in a segment, as of the segment's last refresh (members/segments.py)."""
+    """A member in a segment, as of the segment's last refresh (members/campaigns/segments.py)."""
 
     segment = models.ForeignKey(
         "loyalty.Segment",

@@ -9,7 +9,7 @@ from django.db.models import F
 
 from loyalty.sql import dt
 from members import ledger
-from members.jobs import Context, batch_transaction
+from members.batches import Context, batch_transaction
 from members.ledger import Bucket, BulkPosting, Kind
 
 from .models import Redemption, Reward

@@ -1,4 +1,4 @@
-"""Campaigns applied to POS purchases, quotes and returns (members/campaigns.py): lines in the
+"""Campaigns applied to POS purchases, quotes and returns (members/campaigns/apply.py): lines in the
 answer, a bonus ledger row, budgets, the hold-out group, the record of awards and the cost."""
 
 from datetime import date, datetime, timedelta

@@ -1,4 +1,4 @@
-"""Uplift, results and audience preview of a campaign (members/campaigns.py), on a data set
+"""Uplift, results and audience preview of a campaign (members/campaigns/reports.py), on a data set
 computed by hand.
 
 Three treated members (T1..T3) and three held-out ones (C1..C3) reached by a campaign giving

@@ -1,4 +1,4 @@
-"""Lifecycle bonuses (members/lifecycle.py): welcome, birthday, referral and reactivation,
+"""Lifecycle bonuses (members/campaigns/lifecycle.py): welcome, birthday, referral and reactivation,
 each given once per occasion, through the ledger, idempotent on re-run."""
 
 from datetime import date, datetime, time

@@ -1,5 +1,6 @@
-"""Segments computed in SQL (members/segments.py): RFM quintiles, inactivity, tier, enrolment
-cohort; refreshed by the nightly job; usable as a campaign condition; sized in the admin."""
+"""Segments computed in SQL (members/campaigns/segments.py): RFM quintiles, inactivity, tier,
+enrolment cohort; refreshed by the nightly job; usable as a campaign condition; sized in the
+admin."""
 
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -9,8 +10,8 @@ from django.utils import timezone
 
 from loyalty.models import Campaign, Segment, Store
 from members import jobs, services
+from members.campaigns.segments import refresh_segment
 from members.models import Member, SegmentMembership
-from members.segments import refresh_segment
 from tests.factories import ProgramFactory, StaffUserFactory, StoreFactory, TierFactory, enrol
 
 pytestmark = pytest.mark.django_db

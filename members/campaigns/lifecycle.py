@@ -20,26 +20,23 @@ bonus only goes to members enrolled within them, a referral only for referees en
 """
 
 import uuid
-from datetime import date, datetime
+from datetime import datetime
 
-from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from loyalty import rules
-from loyalty.models import Campaign, CampaignBudgetUsage, Program
-from loyalty.selectors import CampaignBudget
+from loyalty.models import Campaign, Program
 from loyalty.sql import parse_dt
 
-from . import ledger
-from .campaigns import audience, budget_scopes, local_midnight
-from .jobs import Context, batch_transaction
-from .ledger import Bucket, BulkPosting, Kind
-from .models import CampaignAward, Member, Purchase
-from .tiers import add_months
-
-U = CampaignBudgetUsage._meta.db_table
+from .. import ledger
+from ..batches import Context, batch_transaction
+from ..ledger import Bucket, BulkPosting, Kind
+from ..models import CampaignAward, Member, Purchase
+from ..tiers import add_months
+from .audience import audience, local_midnight
+from .budgets import take_budget
 
 
 def _running(program: Program, trigger: str, moment: datetime) -> QuerySet:
@@ -62,46 +59,6 @@ def _not_awarded(members: QuerySet, campaign: Campaign, occasion) -> QuerySet:
             )
         )
     )
-
-
-# Budget ------------------------------------------------------------------------------------------
-
-_LOCK_SCOPES_SQL = (
-    f"INSERT INTO {U} (campaign_id, scope, spent_points, cap_points) VALUES {{values}} "  # noqa: S608  # nosec B608  # table name from model metadata; {values}/{marks} are %s placeholders
-    "ON CONFLICT (campaign_id, scope) DO UPDATE SET cap_points = EXCLUDED.cap_points "
-    "RETURNING scope, spent_points, cap_points"
-)
-_TAKE_SQL = (
-    f"UPDATE {U} SET spent_points = spent_points + %s "  # noqa: S608  # nosec B608  # table name from model metadata; {values}/{marks} are %s placeholders
-    "WHERE campaign_id = %s AND scope IN ({marks})"
-)
-
-
-def take_budget(campaign: Campaign, points_each: int, count: int, local_day: date) -> int:
-    """How many of `count` bonuses of `points_each` the campaign's budget still allows, taken
-    from every scope at once. The scope rows are created or locked first (in scope order), so
-    two batches cannot overspend."""
-    total, per_period = campaign.budget_caps(campaign.program.point_cost_amount)
-    if total is None and per_period is None:
-        return count
-    budget = CampaignBudget(total, campaign.budget_period, per_period, per_store=False)
-    scopes = budget_scopes(budget, None, local_day)
-    values = ", ".join(["(%s, %s, 0, %s)"] * len(scopes))
-    params = []
-    for scope, cap in scopes:
-        params += [campaign.pk, scope, cap]
-    with connection.cursor() as cursor:
-        cursor.execute(_LOCK_SCOPES_SQL.format(values=values), params)
-        rows = cursor.fetchall()
-        room = min((cap - spent) // points_each for _scope, spent, cap in rows)
-        granted = max(0, min(count, room))
-        if granted:
-            marks = ", ".join(["%s"] * len(scopes))
-            cursor.execute(
-                _TAKE_SQL.format(marks=marks),
-                [granted * points_each, campaign.pk, *(s for s, _cap in scopes)],
-            )
-    return granted
 
 
 # Granting ---------------------------------------------------------------------------------------

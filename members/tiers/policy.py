@@ -1,5 +1,5 @@
-"""Tier qualification: windows, grace, upgrades on a purchase, the nightly requalification and
-tiers set by staff.
+"""Tier policy: windows, grace, upgrades on a purchase and tiers set by staff. The nightly
+requalification that applies it to every member is `members.tiers.job`.
 
 The policy (which window, which tier a value supports, when a tier is reviewed, what a review
 decides) is pure functions over plain data at the top of this module, so it can be tested by
@@ -37,8 +37,8 @@ from loyalty.models import Program, Tier
 from loyalty.selectors import TierInfo, program_tiers
 from loyalty.sql import dt, parse_dt
 
-from . import errors
-from .models import Member, Purchase, TierChange
+from .. import errors
+from ..models import Member, Purchase, TierChange
 
 Reason = TierChange.Reason
 ZERO = Decimal(0)
@@ -157,7 +157,8 @@ def decide(
 # Qualifying values ------------------------------------------------------------------------------
 
 
-def _value_expression(program: Program) -> str:
+def value_expression(program: Program) -> str:
+    """The SQL expression of a purchase's qualifying value (purchases aliased `p`)."""
     if program.tier_metric == Program.TierMetric.POINTS:
         return "(p.points_earned - p.points_reversed)"
     return "(p.total_amount - p.returned_amount)"
@@ -168,7 +169,7 @@ def window_value(program: Program, member_id: int, as_of: date) -> tuple[Decimal
     oldest purchase it counts (None without any). One query."""
     start, end = window_bounds(program, as_of)
     sql = (
-        f"SELECT COALESCE(SUM({_value_expression(program)}), 0), MIN(p.occurred_at) "  # nosec B608  # table name and a constant expression; values are parameters
+        f"SELECT COALESCE(SUM({value_expression(program)}), 0), MIN(p.occurred_at) "  # nosec B608  # table name and a constant expression; values are parameters
         f"FROM {Purchase._meta.db_table} p "
         "WHERE p.member_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s"
     )

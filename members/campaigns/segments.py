@@ -20,8 +20,8 @@ from django.utils import timezone
 from loyalty.models import Program, Segment
 from loyalty.sql import dt
 
-from .jobs import Context, batch_transaction
-from .models import Member, Purchase, SegmentMembership
+from ..batches import Context, batch_transaction
+from ..models import Member, Purchase, SegmentMembership
 
 M = Member._meta.db_table
 P = Purchase._meta.db_table
