@@ -75,7 +75,7 @@ def _report(data: dict) -> None:
 
 
 def _program():
-    from loyalty.demo import DEMO_SLUG
+    from demo.program import DEMO_SLUG
     from loyalty.models import Program
 
     return Program.objects.get(slug=DEMO_SLUG)

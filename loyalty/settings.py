@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "rewards",
     "portal",
     "analytics",
+    "demo",
 ]
 
 MIDDLEWARE = [
@@ -198,12 +199,12 @@ CELERY_BEAT_SCHEDULE = {
 # expired is shown as abandoned (its worker died) and the next run carries on (loyalty/jobs.py).
 JOB_LEASE_SECONDS = max(1, env.int("JOB_LEASE_SECONDS", default=120))
 
-# The memory PostgreSQL may give each sort or hash of the nightly KPI reads of one period
-# (analytics.kpis.period_facts), local to their transaction: at a million members their
-# aggregates of a few million rows spill to disk with the server's default of 4 MB.
+# The memory PostgreSQL may give each sort or hash of the KPI reads
+# (analytics.kpis.postgres.grouped_read_settings), local to their transaction: aggregates of a
+# few million rows spill to disk with the server's default of 4 MB.
 KPI_WORK_MEM = env.str("KPI_WORK_MEM", default="64MB")
 # How many connections the grouped reads of a full KPI recompute use at once on PostgreSQL
-# (analytics.kpis.run_reads): each runs mostly in one server process, so that a second
+# (analytics.kpis.postgres.run_reads): each runs mostly in one server process, so that a second
 # connection keeps a second core busy. 1 runs them one after the other.
 KPI_READ_CONNECTIONS = env.int("KPI_READ_CONNECTIONS", default=2)
 

@@ -85,7 +85,7 @@ def post(
 
     The caller is inside a transaction and holds the member's lock (see `lock_member`). Zero
     postings are skipped. `member` is updated in place with the new balances. `qualifying`
-    raises the member's qualifying bound (members/tiers.py) in the same UPDATE.
+    raises the member's qualifying bound (members/tiers/policy.py) in the same UPDATE.
     """
     if not connection.in_atomic_block:
         raise transaction.TransactionManagementError("ledger.post needs a transaction")
@@ -254,6 +254,95 @@ def post_many(program_id: int, postings: Sequence[BulkPosting], *, now: datetime
             _UPDATE_BALANCES_SQL,
             [(a, p, li, 0, None, member_id) for member_id, (a, p, li) in sorted(deltas.items())],
         )
+
+
+# Bulk loading, for generated histories (the demo) -----------------------------------------------
+#
+# A bulk loader (demo/history.py) writes members, purchases and their ledger rows in one
+# transaction, with ids it assigns itself, far faster than business actions would. It writes
+# ledger rows only through the functions below, which move no balance, and then moves the cached
+# balances by the rows it appended with `settle_loaded_entries`: this module stays the only
+# writer of the ledger table and of cached balances, and `find_mismatches` checks the result.
+
+# The columns of a loaded row, in order (`copy_entries`, `insert_entries`).
+LOAD_COLUMNS = (
+    "id",
+    "txn",
+    "program_id",
+    "member_id",
+    "kind",
+    "bucket",
+    "points",
+    "created_at",
+    "effective_at",
+    "purchase_id",
+    "purchase_return_id",
+    "store_id",
+    "staff_user_id",
+    "reason",
+)
+_LOAD_INTO = f"{PointsEntry._meta.db_table} ({', '.join(LOAD_COLUMNS)})"
+
+
+def copy_entries(raw_connection, text: str) -> None:
+    """PostgreSQL: append ledger rows given as COPY text (one row a line, LOAD_COLUMNS), moving
+    no balance. `raw_connection` is the driver connection under Django's, inside the loader's
+    transaction: the loader streams from a writer thread while it generates the next rows."""
+    with (
+        raw_connection.cursor() as cursor,
+        cursor.copy(f"COPY {_LOAD_INTO} FROM STDIN") as copy,
+    ):
+        copy.write(text)
+
+
+def insert_entries(rows: Sequence[tuple]) -> None:
+    """Other databases: append ledger rows given as tuples (LOAD_COLUMNS, values as the database
+    stores them), moving no balance."""
+    marks = ", ".join(["%s"] * len(LOAD_COLUMNS))
+    with connection.cursor() as cursor:
+        cursor.executemany(f"INSERT INTO {_LOAD_INTO} VALUES ({marks})", rows)  # nosec B608  # table and column names from model metadata and constants; values are parameters
+
+
+def insert_entries_from_select(select_sql: str, params: Sequence) -> int:
+    """Append the rows a SELECT yields (the columns of `post_many`'s rows, in the same order:
+    txn, program_id, member_id, kind, bucket, points, created_at, effective_at, earned_at,
+    purchase_id, store_id, reason), moving no balance; return how many. For a loader that
+    derives rows from rows already loaded (a campaign's bonus rows from the earn rows)."""
+    columns = ", ".join(_ENTRY_COLUMNS)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {PointsEntry._meta.db_table} ({columns}) {select_sql}",  # nosec B608  # table name from model metadata, constant columns, a SELECT written by the loader; values are parameters
+            list(params),
+        )
+        return cursor.rowcount
+
+
+_SETTLE_SQL = f"""
+UPDATE {Member._meta.db_table} SET
+    points_available = points_available + d.available,
+    points_pending = points_pending + d.pending,
+    points_lifetime = points_lifetime + d.lifetime
+FROM (SELECT member_id,
+             SUM(CASE WHEN bucket = 'available' THEN points ELSE 0 END) AS available,
+             SUM(CASE WHEN bucket = 'pending' THEN points ELSE 0 END) AS pending,
+             SUM(CASE WHEN kind IN ('earn', 'bonus', 'return') THEN points ELSE 0 END)
+                 AS lifetime
+      FROM {PointsEntry._meta.db_table} WHERE program_id = %s AND id >= %s
+      GROUP BY member_id) d
+WHERE {Member._meta.db_table}.id = d.member_id
+"""  # nosec B608  # table names from model metadata; values are parameters
+
+
+def settle_loaded_entries(program_id: int, *, entry_id_from: int) -> None:
+    """Move the cached balances of the program's members by the ledger rows a bulk load
+    appended (ids from `entry_id_from`), in one UPDATE. The loader is inside a transaction and
+    no other writer touches these members (they are new, or the load holds them)."""
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "ledger.settle_loaded_entries needs a transaction"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(_SETTLE_SQL, [program_id, entry_id_from])
 
 
 MISMATCH_SQL = """

@@ -218,20 +218,20 @@ class VoucherView(PosAPIView):
         return Response(voucher_body(voucher))
 
 
-class ConsumeRequest(ClosedSerializer):
+class VoucherUseRequest(ClosedSerializer):
     receipt_id = StrictRegexField(
         r"^[!-~]{1,64}$",
         help_text="The receipt the voucher is used on (1 to 64 printable characters).",
     )
 
 
-class VoucherRedeemView(PosAPIView):
-    @extend_schema(
-        operation_id="consume_voucher",
-        summary="Use a voucher at the till, exactly once (idempotent per receipt id)",
-        request=ConsumeRequest,
-        parameters=[VOUCHER_CODE_PATH, *PROBLEM_HEADERS],
-        responses=api_responses(
+def _use_voucher_schema(path: str) -> dict:
+    """What `POST vouchers/<code>/use/` and its alias document (all but the operation id)."""
+    return {
+        "summary": "Use a voucher at the till, exactly once (idempotent per receipt id)",
+        "request": VoucherUseRequest,
+        "parameters": [VOUCHER_CODE_PATH, *PROBLEM_HEADERS],
+        "responses": api_responses(
             {200: VoucherOut},
             invalid("receipt_id", "required", _("This field is required.")),
             errors.VoucherNotFound,
@@ -239,25 +239,47 @@ class VoucherRedeemView(PosAPIView):
             errors.VoucherAlreadyUsed,
             errors.VoucherExpired,
             errors.VoucherCancelled,
-            instance="/api/v1/vouchers/K2Q9-7VRU-9F5B/redeem/",
+            instance=f"/api/v1/vouchers/K2Q9-7VRU-9F5B/{path}/",
             body=True,
         ),
-        examples=[
+        "examples": [
             OpenApiExample(
                 "At the till", value={"receipt_id": "PAR01-2026-000124"}, request_only=True
             )
         ],
-    )
+    }
+
+
+class VoucherUseView(PosAPIView):
+    """`POST vouchers/<code>/use/`: a voucher used at the till (points are redeemed for a
+    voucher elsewhere: `members/<card>/redemptions/`)."""
+
+    @extend_schema(operation_id="use_voucher", **_use_voucher_schema("use"))
     def post(self, request, code):
-        data = ConsumeRequest(data=request.data)
+        data = VoucherUseRequest(data=request.data)
         data.is_valid(raise_exception=True)
-        voucher, _created = services.consume(
+        voucher, _created = services.use_voucher(
             program=self.client.program,
             code=code,
             store=self.client.store,
             receipt_id=data.validated_data["receipt_id"],
         )
         return Response(voucher_body(voucher))
+
+
+class VoucherUseAliasView(VoucherUseView):
+    """`POST vouchers/<code>/redeem/`: the same as `use/`, kept for the tills that call it;
+    documented as deprecated."""
+
+    @extend_schema(
+        operation_id="consume_voucher",
+        deprecated=True,
+        description="Deprecated alias of `POST /api/v1/vouchers/{code}/use/`, kept for "
+        "existing tills: same request, same answers.",
+        **_use_voucher_schema("redeem"),
+    )
+    def post(self, request, code):
+        return super().post(request, code)
 
 
 class RedemptionOut(VoucherOut):

@@ -12,5 +12,9 @@ api_urlpatterns = [
         name="member-redeem",
     ),
     path("vouchers/<str:code>/", api.VoucherView.as_view(), name="voucher-detail"),
-    path("vouchers/<str:code>/redeem/", api.VoucherRedeemView.as_view(), name="voucher-consume"),
+    path("vouchers/<str:code>/use/", api.VoucherUseView.as_view(), name="voucher-use"),
+    # The same as `use/`, kept for the tills that call it (deprecated in the schema).
+    path(
+        "vouchers/<str:code>/redeem/", api.VoucherUseAliasView.as_view(), name="voucher-use-alias"
+    ),
 ]

@@ -280,15 +280,20 @@ def test_generated_client_drives_the_pos_journey_and_parses_every_error(generate
         checked = api("vouchers.validate_voucher").sync(voucher.code, client=pos)
         assert isinstance(checked, models.VoucherOut)
         assert (checked.valid, checked.used_at) == (True, None)
-        used = api("vouchers.consume_voucher").sync(
-            voucher.code, client=pos, body=models.ConsumeRequest(receipt_id="R-4")
+        used = api("vouchers.use_voucher").sync(
+            voucher.code, client=pos, body=models.VoucherUseRequest(receipt_id="R-4")
         )
         assert (used.status, used.used_receipt_id) == (models.VoucherStatusEnum.USED, "R-4")
         assert used.used_at is not None
-        response = api("vouchers.consume_voucher").sync_detailed(
-            voucher.code, client=pos, body=models.ConsumeRequest(receipt_id="R-5")
+        response = api("vouchers.use_voucher").sync_detailed(
+            voucher.code, client=pos, body=models.VoucherUseRequest(receipt_id="R-5")
         )
         expect_problem(response, 409, "voucher_already_used")
+        # The deprecated alias kept for existing tills answers the same.
+        replay = api("vouchers.consume_voucher").sync(
+            voucher.code, client=pos, body=models.VoucherUseRequest(receipt_id="R-4")
+        )
+        assert (replay.status, replay.used_receipt_id) == (models.VoucherStatusEnum.USED, "R-4")
         response = api("vouchers.validate_voucher").sync_detailed("AAAA-BBBB-CCCC", client=pos)
         expect_problem(response, 404, "voucher_not_found")
 

@@ -38,7 +38,7 @@ def test_every_operation_documents_the_errors_every_endpoint_can_answer(schema):
         assert statuses >= EVERY_ENDPOINT, (name, EVERY_ENDPOINT - statuses)
         if "requestBody" in operation:
             assert statuses >= WITH_A_BODY, (name, WITH_A_BODY - statuses)
-    assert len(seen) == 10, seen
+    assert len(seen) == 11, seen  # with the deprecated alias of use_voucher
 
 
 def test_every_error_response_is_a_problem_with_examples_of_its_status(schema):
@@ -115,6 +115,7 @@ def test_each_endpoint_documents_its_own_error_codes(schema):
     assert codes(ops["record_return"], "404") == {"unknown_receipt", "not_found"}
     assert codes(ops["redeem_reward"], "428") == {"idempotency_key_required"}
     assert codes(ops["redeem_reward"], "422") >= {"not_enough_points", "out_of_stock"}
+    assert codes(ops["use_voucher"], "409") == {"voucher_already_used"}
     assert codes(ops["consume_voucher"], "409") == {"voucher_already_used"}
     assert codes(ops["member_history"], "404") == {"member_not_found", "not_found"}
     assert codes(ops["quote_purchase"], "409") == set()
@@ -207,3 +208,15 @@ def test_card_numbers_have_their_format(schema):
     assert purchase["card_number"]["format"] == "card-number"
     lookup = by_id(schema)["lookup_member"]["parameters"]
     assert {p["name"]: p["schema"].get("format") for p in lookup}["card_number"] == "card-number"
+
+
+def test_the_redeem_alias_of_use_voucher_is_documented_as_deprecated(schema):
+    """`POST vouchers/{code}/redeem/` is kept for existing tills: documented like `use/`, with
+    the same request and answers, and marked deprecated."""
+    use = schema["paths"]["/api/v1/vouchers/{code}/use/"]["post"]
+    alias = schema["paths"]["/api/v1/vouchers/{code}/redeem/"]["post"]
+    assert (use["operationId"], alias["operationId"]) == ("use_voucher", "consume_voucher")
+    assert alias["deprecated"] is True
+    assert "deprecated" not in use
+    assert alias["requestBody"] == use["requestBody"]
+    assert set(alias["responses"]) == set(use["responses"])

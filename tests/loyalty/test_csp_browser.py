@@ -14,9 +14,9 @@ from django.core.management import call_command
 from django.test import RequestFactory
 from django.urls import reverse
 
+from demo.accounts import DEMO_MEMBER
 from members.models import Member
 from members.services import adjust_points
-from portal.demo import DEMO_MEMBER
 from rewards.models import Redemption, Reward
 from rewards.services import redeem
 from tests.browser import chromium_pages, live_server, screenshot

@@ -1,6 +1,6 @@
 """Rewards and vouchers over the POS API: the catalogue, redeeming at the till (Idempotency-Key
-required), validating and consuming a voucher exactly once; every error in the problem shape,
-with nothing written."""
+required), validating and using a voucher exactly once (`use/`, and its alias `redeem/` kept
+for existing tills); every error in the problem shape, with nothing written."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -109,7 +109,7 @@ def test_catalogue_as_a_member_sees_it(shop, django_assert_max_num_queries):
     assert plain[0]["available"] is None
 
 
-def test_redeem_at_the_till_then_validate_and_consume_once(shop):
+def test_redeem_at_the_till_then_validate_and_use_once(shop):
     response = redeem(shop, shop["voucher10"].pk)
     assert response.status_code == 201, response.content
     body = response.json()
@@ -133,23 +133,44 @@ def test_redeem_at_the_till_then_validate_and_consume_once(shop):
     assert check.json()["member_name"] == "Ana Lopez"
 
     used = shop["client"].post(
-        f"/api/v1/vouchers/{code}/redeem/", {"receipt_id": "R-77"}, format="json"
+        f"/api/v1/vouchers/{code}/use/", {"receipt_id": "R-77"}, format="json"
     )
     assert used.status_code == 200, used.content
     assert used.json()["status"] == "used"
     assert used.json()["used_receipt_id"] == "R-77"
     assert used.json()["used_store"] == "till-1"
     replay = shop["client"].post(
-        f"/api/v1/vouchers/{code}/redeem/", {"receipt_id": "R-77"}, format="json"
+        f"/api/v1/vouchers/{code}/use/", {"receipt_id": "R-77"}, format="json"
     )
     assert replay.status_code == 200
     assert replay.json() == used.json()
     other = shop["client"].post(
-        f"/api/v1/vouchers/{code}/redeem/", {"receipt_id": "R-78"}, format="json"
+        f"/api/v1/vouchers/{code}/use/", {"receipt_id": "R-78"}, format="json"
     )
     assert_problem(other, 409, "voucher_already_used")
     assert Redemption.objects.get().used_receipt_id == "R-77"
     assert find_mismatches() == []
+
+
+@pytest.mark.parametrize(("first", "then"), [("redeem", "use"), ("use", "redeem")])
+def test_the_redeem_alias_answers_as_use_does(shop, first, then):
+    """`vouchers/<code>/redeem/` is `use/` kept for existing tills: the same answers, and each
+    sees what the other did (a replay, then a voucher already used)."""
+    voucher = services.redeem(member=shop["member"], reward=shop["voucher10"], channel="pos")
+    url = "/api/v1/vouchers/{code}/{action}/"
+    used = shop["client"].post(
+        url.format(code=voucher.code, action=first), {"receipt_id": "R-1"}, format="json"
+    )
+    assert used.status_code == 200, used.content
+    assert (used.json()["status"], used.json()["used_receipt_id"]) == ("used", "R-1")
+    replay = shop["client"].post(
+        url.format(code=voucher.code, action=then), {"receipt_id": "R-1"}, format="json"
+    )
+    assert (replay.status_code, replay.json()) == (200, used.json())
+    other = shop["client"].post(
+        url.format(code=voucher.code, action=then), {"receipt_id": "R-2"}, format="json"
+    )
+    assert_problem(other, 409, "voucher_already_used")
 
 
 def test_redeem_needs_an_idempotency_key(shop):
@@ -249,7 +270,8 @@ def test_redeem_errors_write_nothing(shop, case, status, code):
         ("bad_receipt", 400, "invalid"),
     ],
 )
-def test_consume_errors_write_nothing(shop, state, status, code):
+@pytest.mark.parametrize("action", ["use", "redeem"])
+def test_use_errors_write_nothing(shop, state, status, code, action):
     voucher = services.redeem(member=shop["member"], reward=shop["voucher10"], channel="pos")
     path_code = voucher.code
     if state == "unknown":
@@ -277,7 +299,7 @@ def test_consume_errors_write_nothing(shop, state, status, code):
     receipt = "" if state == "bad_receipt" else "R-1"
     before = list(Redemption.objects.order_by("pk").values())
     response = shop["client"].post(
-        f"/api/v1/vouchers/{path_code}/redeem/", {"receipt_id": receipt}, format="json"
+        f"/api/v1/vouchers/{path_code}/{action}/", {"receipt_id": receipt}, format="json"
     )
     assert_problem(response, status, code)
     assert list(Redemption.objects.order_by("pk").values()) == before

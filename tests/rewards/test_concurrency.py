@@ -98,12 +98,12 @@ def test_twenty_redemptions_against_a_limit_of_three_issue_exactly_three(make_me
     assert find_mismatches() == []
 
 
-def test_twenty_tills_consuming_one_voucher_use_it_once(member, make_reward, program, store):
+def test_twenty_tills_using_one_voucher_use_it_once(member, make_reward, program, store):
     voucher = services.redeem(member=member, reward=make_reward(), channel="portal")
 
     results = race(
         20,
-        lambda i: services.consume(
+        lambda i: services.use_voucher(
             program=program, code=voucher.code, store=store, receipt_id=f"T-{i}"
         ),
     )
@@ -122,7 +122,7 @@ def test_one_receipt_posted_twenty_times_uses_the_voucher_once(member, make_rewa
 
     results = race(
         20,
-        lambda i: services.consume(
+        lambda i: services.use_voucher(
             program=program, code=voucher.code, store=store, receipt_id="SAME"
         ),
     )
@@ -133,9 +133,7 @@ def test_one_receipt_posted_twenty_times_uses_the_voucher_once(member, make_rewa
     assert find_mismatches() == []
 
 
-def test_cancel_racing_consume_one_wins_per_voucher(
-    make_member, make_reward, program, store, staff
-):
+def test_cancel_racing_use_one_wins_per_voucher(make_member, make_reward, program, store, staff):
     member = make_member(10_000)
     reward = make_reward(points_cost=100, stock=20)
     vouchers = [services.redeem(member=member, reward=reward, channel="portal") for _ in range(10)]
@@ -146,7 +144,7 @@ def test_cancel_racing_consume_one_wins_per_voucher(
         voucher = Redemption.objects.get(pk=vouchers[i // 2].pk)
         if i % 2 == 0:
             return "cancel", services.cancel(redemption=voucher, reason="race", staff_user=staff)
-        return "consume", services.consume(
+        return "use", services.use_voucher(
             program=program, code=voucher.code, store=store, receipt_id=f"T-{i}"
         )
 
@@ -154,18 +152,18 @@ def test_cancel_racing_consume_one_wins_per_voucher(
 
     cancelled = used = 0
     for n, voucher in enumerate(vouchers):
-        cancel_result, consume_result = results[2 * n], results[2 * n + 1]
+        cancel_result, use_result = results[2 * n], results[2 * n + 1]
         voucher.refresh_from_db()
         if voucher.status == Redemption.Status.CANCELLED:
             cancelled += 1
             assert cancel_result[0] == "cancel"
-            assert isinstance(consume_result, errors.VoucherCancelled)
+            assert isinstance(use_result, errors.VoucherCancelled)
             assert PointsEntry.objects.filter(txn=voucher.refund_txn).count() == 1
         else:
             used += 1
             assert voucher.status == Redemption.Status.USED
-            assert consume_result[0] == "consume"
-            assert consume_result[1][1] is True
+            assert use_result[0] == "use"
+            assert use_result[1][1] is True
             assert isinstance(cancel_result, errors.CannotCancel)
             assert voucher.refund_txn is None
     assert cancelled + used == 10
@@ -240,7 +238,7 @@ def test_one_receipt_posted_twenty_times_at_the_till_answers_the_same_voucher(
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
         return client.post(
-            f"/api/v1/vouchers/{voucher.code}/redeem/", {"receipt_id": "SAME"}, format="json"
+            f"/api/v1/vouchers/{voucher.code}/use/", {"receipt_id": "SAME"}, format="json"
         )
 
     responses = race(20, post)

@@ -1,4 +1,4 @@
-"""The rewards services: redeem, cancel and consume, every rule and error, with nothing written
+"""The rewards services: redeem, cancel and use_voucher, every rule and error, with nothing written
 when an action is refused."""
 
 from datetime import UTC, datetime, timedelta
@@ -275,7 +275,7 @@ def test_the_lifetime_limit_counts_every_redemption_but_cancelled_ones(
     with pytest.raises(errors.LimitReached):
         redeem(member, reward)
     # A used voucher still counts.
-    services.consume(
+    services.use_voucher(
         program=member.program,
         code=third.code,
         store=StoreFactory(program=member.program),
@@ -418,7 +418,7 @@ def test_only_an_unused_valid_voucher_can_be_cancelled(
     redemption = redeem(member, reward, now=now - timedelta(days=10))
     if state == "used":
         Redemption.objects.filter(pk=redemption.pk).update(expires_at=now + timedelta(days=1))
-        services.consume(program=program, code=redemption.code, store=store, receipt_id="R1")
+        services.use_voucher(program=program, code=redemption.code, store=store, receipt_id="R1")
     elif state == "expired":
         run_job("expire_vouchers", now=now, programs=[program])
     elif state == "cancelled":
@@ -435,7 +435,7 @@ def test_only_an_unused_valid_voucher_can_be_cancelled(
 def test_cancel_reads_the_status_under_the_lock(member, make_reward, program, store):
     redemption = redeem(member, make_reward())
     stale = Redemption.objects.get(pk=redemption.pk)
-    services.consume(program=program, code=redemption.code, store=store, receipt_id="R1")
+    services.use_voucher(program=program, code=redemption.code, store=store, receipt_id="R1")
     with pytest.raises(errors.CannotCancel):
         services.cancel(redemption=stale, reason="too late")
     assert not PointsEntry.objects.filter(kind=PointsEntry.Kind.REFUND).exists()
@@ -449,10 +449,10 @@ def voucher(member, make_reward):
     return redeem(member, make_reward(stock=5))
 
 
-def test_consume_uses_the_voucher_once(voucher, program, store, snapshot):
+def test_use_voucher_uses_the_voucher_once(voucher, program, store, snapshot):
     entries = PointsEntry.objects.count()
     now = timezone.now()
-    used, created = services.consume(
+    used, created = services.use_voucher(
         program=program, code=voucher.code, store=store, receipt_id="T-1", now=now
     )
     assert created is True
@@ -467,7 +467,7 @@ def test_consume_uses_the_voucher_once(voucher, program, store, snapshot):
 
     # The same store and receipt again: a replay, nothing changes.
     before = snapshot()
-    again, created = services.consume(
+    again, created = services.use_voucher(
         program=program,
         code=voucher.code,
         store=store,
@@ -481,14 +481,16 @@ def test_consume_uses_the_voucher_once(voucher, program, store, snapshot):
     assert find_mismatches() == []
 
 
-def test_consume_on_another_receipt_or_store_is_already_used(voucher, program, store, snapshot):
-    services.consume(program=program, code=voucher.code, store=store, receipt_id="T-1")
+def test_use_voucher_on_another_receipt_or_store_is_already_used(voucher, program, store, snapshot):
+    services.use_voucher(program=program, code=voucher.code, store=store, receipt_id="T-1")
     before = snapshot()
     with pytest.raises(errors.VoucherAlreadyUsed):
-        services.consume(program=program, code=voucher.code, store=store, receipt_id="T-2")
+        services.use_voucher(program=program, code=voucher.code, store=store, receipt_id="T-2")
     other_store = StoreFactory(program=program)
     with pytest.raises(errors.VoucherAlreadyUsed):
-        services.consume(program=program, code=voucher.code, store=other_store, receipt_id="T-1")
+        services.use_voucher(
+            program=program, code=voucher.code, store=other_store, receipt_id="T-1"
+        )
     assert snapshot() == before
     voucher.refresh_from_db()
     assert (voucher.used_store_id, voucher.used_receipt_id) == (store.pk, "T-1")
@@ -505,8 +507,8 @@ def test_consume_on_another_receipt_or_store_is_already_used(voucher, program, s
     ],
     ids=["lowercase", "dashes", "dashes-lowercase", "spaces", "mixed"],
 )
-def test_consume_accepts_the_code_as_typed(typed, voucher, program, store):
-    used, created = services.consume(
+def test_use_voucher_accepts_the_code_as_typed(typed, voucher, program, store):
+    used, created = services.use_voucher(
         program=program, code=typed(voucher.code), store=store, receipt_id="T-1"
     )
     assert created
@@ -519,11 +521,11 @@ def test_unknown_code_or_code_of_another_program_is_not_found(voucher, program, 
     other_store = StoreFactory(program=other_program)
     before = snapshot()
     with pytest.raises(errors.VoucherNotFound):
-        services.consume(program=program, code="ZZZZ-ZZZZ-ZZZZ", store=store, receipt_id="T-1")
+        services.use_voucher(program=program, code="ZZZZ-ZZZZ-ZZZZ", store=store, receipt_id="T-1")
     with pytest.raises(errors.VoucherNotFound):
-        services.consume(program=program, code="", store=store, receipt_id="T-1")
+        services.use_voucher(program=program, code="", store=store, receipt_id="T-1")
     with pytest.raises(errors.VoucherNotFound):
-        services.consume(
+        services.use_voucher(
             program=other_program, code=voucher.code, store=other_store, receipt_id="T-1"
         )
     with pytest.raises(errors.VoucherNotFound):
@@ -538,7 +540,7 @@ def test_a_voucher_past_its_date_is_expired_before_the_nightly_job(
 ):
     before = snapshot()
     with pytest.raises(errors.VoucherExpired):
-        services.consume(
+        services.use_voucher(
             program=program,
             code=voucher.code,
             store=store,
@@ -548,7 +550,7 @@ def test_a_voucher_past_its_date_is_expired_before_the_nightly_job(
     assert snapshot() == before
     assert Redemption.objects.get().status == Redemption.Status.ISSUED
     # A second before, it is still valid.
-    _used, created = services.consume(
+    _used, created = services.use_voucher(
         program=program,
         code=voucher.code,
         store=store,
@@ -565,7 +567,7 @@ def test_an_expired_voucher_cannot_be_used(voucher, program, store, snapshot):
     )
     before = snapshot()
     with pytest.raises(errors.VoucherExpired):
-        services.consume(program=program, code=voucher.code, store=store, receipt_id="T-1")
+        services.use_voucher(program=program, code=voucher.code, store=store, receipt_id="T-1")
     assert snapshot() == before
 
 
@@ -573,15 +575,15 @@ def test_a_cancelled_voucher_cannot_be_used(voucher, program, store, snapshot):
     services.cancel(redemption=voucher, reason="returned")
     before = snapshot()
     with pytest.raises(errors.VoucherCancelled):
-        services.consume(program=program, code=voucher.code, store=store, receipt_id="T-1")
+        services.use_voucher(program=program, code=voucher.code, store=store, receipt_id="T-1")
     assert snapshot() == before
 
 
-def test_consume_does_not_need_an_active_member(voucher, program, store):
+def test_use_voucher_does_not_need_an_active_member(voucher, program, store):
     """A voucher issued stays usable if the member is suspended afterwards (documents the current
-    behaviour: consume checks the voucher, not the member)."""
+    behaviour: use_voucher checks the voucher, not the member)."""
     Member.objects.filter(pk=voucher.member_id).update(status=Member.Status.SUSPENDED)
-    _used, created = services.consume(
+    _used, created = services.use_voucher(
         program=program, code=voucher.code, store=store, receipt_id="T-1"
     )
     assert created

@@ -45,7 +45,7 @@ def night(program, make_member, make_reward, store, now):
     due = [redeem(alice, short), redeem(alice, unlimited), redeem(bob, short)]
     not_due = redeem(carol, long)
     used = redeem(carol, short)
-    services.consume(program=program, code=used.code, store=store, receipt_id="T-1", now=issued)
+    services.use_voucher(program=program, code=used.code, store=store, receipt_id="T-1", now=issued)
     cancelled = redeem(bob, short)
     services.cancel(redemption=cancelled, reason="mistake", now=issued)
     for r in (*due, not_due, used, cancelled):
@@ -231,7 +231,7 @@ def test_an_expired_voucher_can_be_neither_used_nor_cancelled(program, night, no
     run_job("expire_vouchers", now=now, programs=[program])
     voucher = night["due"][0]
     with pytest.raises(errors.VoucherExpired):
-        services.consume(
+        services.use_voucher(
             program=program,
             code=voucher.code,
             store=store,

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from django.db import transaction
 
-from .models import Campaign, EarningRule, Program, ProgramCost, Segment, Store, Tier
+from loyalty.models import Campaign, EarningRule, Program, ProgramCost, Segment, Store, Tier
 
 DEMO_SLUG = "maison-lumiere"
 
@@ -214,7 +214,7 @@ SEGMENTS = [
 @dataclass(frozen=True)
 class DemoCampaigns:
     """The demo's campaigns by name, its segments, and the past campaign whose history
-    members.demo makes real (awards, bonuses, a measurable uplift)."""
+    demo/campaign_history.py makes real (awards, bonuses, a measurable uplift)."""
 
     past: Campaign
     campaigns: dict[str, Campaign]

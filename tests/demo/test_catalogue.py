@@ -9,10 +9,10 @@ import pytest
 from django.core.management import call_command
 from django.db.models import Count
 
+from demo import catalogue
 from loyalty.models import Program
 from members.ledger import find_mismatches
 from members.models import Member, PointsEntry
-from rewards import demo
 from rewards.models import Redemption, Reward
 
 pytestmark = pytest.mark.django_db
@@ -36,7 +36,7 @@ def test_seed_demo_makes_the_catalogue_and_a_consistent_redemption_history(capsy
     program = Program.objects.get(slug="maison-lumiere")
 
     rewards = {r.name_fr: r for r in Reward.objects.filter(program=program)}
-    assert len(rewards) == len(demo.CATALOGUE)
+    assert len(rewards) == len(catalogue.CATALOGUE)
     assert all(r.name_en and r.description_fr and r.description_en for r in rewards.values())
     kinds = {r.kind for r in rewards.values()}
     assert kinds == set(Reward.Kind.values)
@@ -54,7 +54,7 @@ def test_seed_demo_makes_the_catalogue_and_a_consistent_redemption_history(capsy
     # Vouchers of every outcome, each one's points in the ledger.
     counts = statuses()
     assert set(counts) == set(Redemption.Status.values), counts
-    assert sum(counts.values()) >= demo.MIN_REDEEMERS
+    assert sum(counts.values()) >= catalogue.MIN_REDEEMERS
     assert f"generated {sum(counts.values())} redemptions" in out
     redemptions = Redemption.objects.select_related("reward", "member")
     for voucher in redemptions:
@@ -115,7 +115,7 @@ def test_seed_catalogue_alone_is_idempotent():
     call_command("seed_demo", members=5, months=1, seed=1, stdout=StringIO())
     program = Program.objects.get(slug="maison-lumiere")
     first = list(Reward.objects.order_by("pk").values())
-    demo.seed_catalogue(program)
+    catalogue.seed_catalogue(program)
     assert list(Reward.objects.order_by("pk").values()) == first
 
 
@@ -147,11 +147,11 @@ def test_redemptions_are_bounded_by_the_limit():
     before = Redemption.objects.count()
 
     started = time.monotonic()
-    stats = demo.generate_redemptions(program, seed=9, limit=4, expire=False)
+    stats = catalogue.generate_redemptions(program, seed=9, limit=4, expire=False)
     assert time.monotonic() - started < 30
     assert 0 < stats.redeemed <= 4
     assert Redemption.objects.count() == before + stats.redeemed
     assert find_mismatches() == []
 
-    assert demo.generate_redemptions(program, seed=9, limit=0).redeemed == 0
+    assert catalogue.generate_redemptions(program, seed=9, limit=0).redeemed == 0
     assert Redemption.objects.count() == before + stats.redeemed

@@ -2,9 +2,9 @@
 
 from django.core.management.base import BaseCommand
 
-from loyalty.demo import DEMO_SLUG
+from demo.accounts import DEMO_MEMBER
+from demo.program import DEMO_SLUG
 from loyalty.models import Store
-from portal.demo import DEMO_MEMBER
 
 from .seed_demo import DEMO_STAFF
 

@@ -8,8 +8,7 @@ from django.utils import timezone
 from loyalty.models import Program
 from members import privacy
 from members.models import Member
-
-from .models import MemberAccount
+from portal.models import MemberAccount
 
 DEMO_MEMBER = ("claire.demo@example.fr", "demo-membre-2026")
 

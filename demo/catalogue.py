@@ -1,7 +1,7 @@
 """The demo reward catalogue of Maison Lumière, and a reproducible history of redemptions.
 
-Unlike the purchase history (members/demo.py, a bulk loader), redemptions go through the
-services (`redeem`, `consume`, `cancel`) and the nightly voucher job, so the ledger, the stock
+Unlike the purchase history (demo/history.py, a bulk loader), redemptions go through the
+services (`redeem`, `use_voucher`, `cancel`) and the nightly voucher job, so the ledger, the stock
 and the limits are exactly what live traffic leaves. They are back-dated: each member redeems
 only once their balance had reached the points spent, and a voucher is used on one of the
 member's real receipts, after it was issued and before it expired.
@@ -20,9 +20,8 @@ from loyalty.errors import DomainError
 from loyalty.models import Program, Store, Tier
 from members import jobs
 from members.models import Member, PointsEntry, Purchase
-
-from . import services
-from .models import Redemption, Reward
+from rewards import services
+from rewards.models import Redemption, Reward
 
 K = Reward.Kind
 P = Reward.LimitPeriod
@@ -342,7 +341,7 @@ def generate_redemptions(
                 continue
             elif planned.fate == "used":
                 receipt_id, store_id = planned.receipt
-                services.consume(
+                services.use_voucher(
                     program=program,
                     code=planned.redemption.code,
                     store=stores[store_id],

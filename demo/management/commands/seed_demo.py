@@ -10,12 +10,13 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from analytics.services import recompute_kinds
-from loyalty.demo import seed_campaigns, seed_program
+from demo.accounts import DEMO_MEMBER, seed_member_account
+from demo.campaign_history import generate_campaign_history
+from demo.catalogue import generate_redemptions, seed_catalogue
+from demo.history import generate_history
+from demo.program import seed_campaigns, seed_program
 from members import jobs
-from members.demo import generate_campaign_history, generate_history
 from members.models import Member
-from portal.demo import DEMO_MEMBER, seed_member_account
-from rewards.demo import generate_redemptions, seed_catalogue
 
 DEMO_STAFF = ("demo", "demo-loyalty-2026")
 # Up to this many members, seed_demo also computes the KPI snapshots (a few seconds); larger

@@ -12,11 +12,12 @@ from django.core.management import call_command
 from django.db.models import Count, F, Sum
 from django.utils import timezone
 
+from demo.campaign_history import generate_campaign_history
+from demo.history import generate_history
+from demo.program import PAST_CAMPAIGN, seed_campaigns, seed_program
 from loyalty import rules
-from loyalty.demo import PAST_CAMPAIGN, seed_campaigns, seed_program
 from loyalty.models import Campaign, Segment
 from members.campaigns import campaign_results
-from members.demo import generate_campaign_history, generate_history
 from members.models import CampaignAward, Member, PointsEntry, Purchase, SegmentMembership
 
 pytestmark = pytest.mark.django_db
