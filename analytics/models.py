@@ -27,7 +27,7 @@ class Dimension(models.TextChoices):
 
 
 class Metric(models.TextChoices):
-    """Every figure the recompute stores. Definitions: analytics/kpis.py and docs/kpis.md."""
+    """Every figure the recompute stores. Definitions: analytics/kpis/ and docs/kpis.md."""
 
     MEMBERS_TOTAL = "members_total", _("Members enrolled by the end of the period")
     NEW_MEMBERS = "new_members", _("New members")

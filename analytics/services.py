@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Q
@@ -24,12 +23,10 @@ from . import kpis
 from .models import (
     CELL_KEY,
     FIGURE_KEY,
-    Dimension,
     KpiCohort,
     KpiLiabilityByExpiry,
     KpiRefresh,
     KpiValue,
-    Metric,
     PeriodKind,
 )
 from .periods import Period, period_containing, periods_between
@@ -39,10 +36,6 @@ JOB_NAME = "analytics.recompute_kpis"
 # the next incremental run looks at it again.
 SAFETY_MARGIN = timedelta(minutes=10)
 ALL_KINDS = (PeriodKind.MONTH, PeriodKind.WEEK, PeriodKind.QUARTER)
-# A plan of at most this many periods is computed period by period (bounded queries); a longer
-# one with grouped queries over all its periods, with the other such plans of the run
-# (analytics.kpis.grouped_facts_of_kinds).
-PER_PERIOD_UP_TO = 3
 
 
 def settings_fingerprint(program: Program, costs: list[ProgramCost]) -> str:
@@ -299,92 +292,6 @@ def _save_progress(run) -> None:
         save_progress(run)
 
 
-def _per_period(plan: list[Period]) -> bool:
-    return 0 < len(plan) <= PER_PERIOD_UP_TO
-
-
-class _PointsBefore:
-    """The ledger sums by kind before the first period of each per-period plan of a run: the
-    whole ledger is summed once, before the earliest of them, and each later start adds the
-    rows between (an index range) rather than summing the whole ledger again (three scans of
-    the ledger for a nightly run of month, week and quarter)."""
-
-    def __init__(self, program: Program, starts: list[datetime]):
-        self.program = program
-        self.earliest = min(starts, default=None)
-        self.base: dict[str, int] | None = None
-
-    def before(self, start: datetime) -> dict[str, int]:
-        if self.base is None:
-            self.base = kpis.points_by_kind(self.program, None, self.earliest)
-        sums = dict(self.base)
-        if start > self.earliest:
-            for kind, points in kpis.points_by_kind(self.program, self.earliest, start).items():
-                sums[kind] = sums.get(kind, 0) + points
-        return sums
-
-
-def _unchanged_revenues(program: Program, plan: list[Period]) -> dict[Period, Decimal]:
-    """The member revenue of the periods that the periods of an incremental `plan` compare
-    themselves with (P-1, a year before) and that the plan leaves alone, from their
-    snapshots. A period outside the plan has had nothing recorded on its days since the last
-    run (`changed_periods`), so its snapshot holds what a read would give; one with no
-    snapshot (before the program's history, say) is read as before."""
-    planned = set(plan)
-    wanted = {q for p in plan for q in (p.shift(-1), p.year_before())} - planned
-    if not wanted:
-        return {}
-    kind = plan[0].kind
-    rows = KpiValue.objects.filter(
-        program=program,
-        period_kind=kind,
-        period_start__in=sorted(q.start for q in wanted),
-        dimension=Dimension.PROGRAM,
-        dimension_key="",
-        metric=Metric.REVENUE_MEMBER,
-        value__isnull=False,
-    ).values_list("period_start", "value")
-    return {period_containing(kind, start): kpis.money(value) for start, value in rows}
-
-
-def _compute_per_period(
-    program: Program,
-    plan: list[Period],
-    *,
-    first_day: date,
-    costs: list,
-    points_before: _PointsBefore | None = None,
-    incremental: bool = False,
-):
-    """The results of the periods of `plan` (one kind, in order, a few: `_per_period`), period
-    by period with queries bounded by each period (the nightly run's few changed periods,
-    where a scan of the whole history would cost more). An `incremental` plan (the periods
-    changed since the last run) takes the member revenue of the periods it compares with from
-    their snapshots, or from its own earlier results."""
-    tz = program.tzinfo
-    known = _unchanged_revenues(program, plan) if incremental else {}
-    carried = None
-    for period in plan:
-        if carried and carried.period.shift(1) == period:
-            before = carried.points_to_date
-        elif points_before is not None:
-            before = points_before.before(period.bounds(tz)[0])
-        else:
-            before = None
-        result = kpis.compute_period(
-            program,
-            period,
-            first_day=first_day,
-            costs=costs,
-            points_before=before,
-            known_revenue=known,
-        )
-        if incremental:
-            known[period] = kpis.member_revenue(result)
-        carried = result
-        yield result
-
-
 def recompute(
     program: Program,
     period_kind: str = PeriodKind.MONTH,
@@ -488,50 +395,26 @@ def recompute_kinds(
         _save_progress(run)
         if dry_run:
             return run.summary
-        # The kinds read with grouped queries over all their periods, together: the reads
-        # whose rows add up are read once, by day, for all of them.
-        grouped = {kind: plan for kind, plan in plans.items() if plan and not _per_period(plan)}
         # The month-end liability sums the ledger by month through the time zone: statistics
         # on that expression let PostgreSQL do it in parallel.
         if any(plans.values()):
             kpis.ensure_period_statistics([PeriodKind.MONTH])
+        # Every kind's periods read together, whether every period (full) or those that
+        # changed (incremental): the reads whose rows add up are read once, by day.
+        planned = {kind: plan for kind, plan in plans.items() if plan}
         facts = (
-            kpis.grouped_facts_of_kinds(program, grouped, first_day=first_day, costs=costs)
-            if grouped
+            kpis.grouped_facts_of_kinds(program, planned, first_day=first_day, costs=costs)
+            if planned
             else {}
         )
-        points_before = _PointsBefore(
-            program,
-            [
-                period.bounds(program.tzinfo)[0]
-                for plan in plans.values()
-                if _per_period(plan)
-                for period in plan
-            ],
-        )
-        for kind, plan in plans.items():
-            if kind in facts:
-                results = (kpis.assemble(program, p, facts[kind][p]) for p in plan)
-            else:
-                results = _compute_per_period(
-                    program,
-                    plan,
-                    first_day=first_day,
-                    costs=costs,
-                    points_before=points_before,
-                    incremental=modes[kind] == "incremental",
-                )
-            # Written as it goes: the progress bar of a long recompute. The grouped results
-            # are all read already, and written a few dozen periods at a time.
-            size = WRITE_BATCH_PERIODS if kind in facts else 1
-            batch: list[kpis.PeriodResult] = []
-            for result in results:
-                batch.append(result)
-                if len(batch) < size:
-                    continue
+        for kind, plan in planned.items():
+            # Written a few dozen periods at a time: the progress bar of a long recompute.
+            for i in range(0, len(plan), WRITE_BATCH_PERIODS):
+                batch = [
+                    kpis.assemble(program, period, facts[kind][period])
+                    for period in plan[i : i + WRITE_BATCH_PERIODS]
+                ]
                 _write_batch(program, run, kind, batch)
-                batch = []
-            _write_batch(program, run, kind, batch)
         # What was recorded before the run started is in; on a simulated later `now` (tests,
         # replays of nights), what the run itself wrote at `now` is in too.
         through = max(started, now)

@@ -62,7 +62,7 @@ def test_campaign_points_are_costed_in_the_period_they_were_given():
     assert cost(10).inputs["campaigns"] == "0.00"
 
     # The grouped form (a full recompute of many periods) gives the same amounts.
-    from analytics.kpis import grouped_campaign_costs
+    from analytics.kpis.reads.costs import campaign_costs as grouped_campaign_costs
     from analytics.periods import periods_between
     from members.campaigns import campaign_costs
 

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analytics import kpis
+from analytics.kpis.reads.liability import grouped_outstanding, misdated_outstanding_at
 from analytics.models import (
     KpiCohort,
     KpiLiabilityByExpiry,
@@ -255,7 +256,7 @@ def saver_and_spender(slug: str):
 
 def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
     """Members who never spend keep every credit; a member who spends loses the oldest first.
-    Both the per-month query (the nightly run's) and the grouped one (a full recompute's)."""
+    Read for every month at once (a full recompute) or for one month (a nightly run)."""
     program, store, saver, spender = saver_and_spender("fifo")
     record_member_purchase(store, saver, "s2", "50.00", paris(9, 10))  # 50 in September
     # 130 points spent on 20 October: August's 100 first, then 30 of September's 60.
@@ -275,13 +276,14 @@ def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
     first_day = kpis.first_activity_day(program)
     months = periods_between("month", AUG, OCT)
     assert [m.start for m in months] == [AUG, SEP, OCT]
-    per_month = {m.start: kpis.outstanding_at(program, m, first_day) for m in months}
-    assert per_month == expected
-    assert kpis.grouped_outstanding(program, months) == expected
-    # The full recompute's form: the consumers' changes, with every member's credits by month
+    assert grouped_outstanding(program, months) == expected
+    # The recompute's form: the consumers' changes, with every member's credits by month
     # from the ledger sums.
     grouped = kpis.grouped_facts(program, months, first_day=first_day, costs=[])
     assert {m.start: grouped[m].outstanding for m in months} == expected
+    for month in months:
+        alone = kpis.grouped_facts(program, [month], first_day=first_day, costs=[])
+        assert alone[month].outstanding == expected[month.start]
     # Through the recompute: the end of October's points expire a year after they were earned.
     recompute(program, "month", full=True)
     rows = KpiLiabilityByExpiry.objects.filter(program=program, period_start=OCT)
@@ -321,8 +323,8 @@ def test_liability_of_credits_dated_apart_from_their_effect_month_by_month(db):
     assert ledger.find_mismatches() == []
     first_day = kpis.first_activity_day(program)
     months = periods_between("month", AUG, OCT)
-    assert kpis.grouped_outstanding(program, months) is None
-    per_month = {m.start: kpis.outstanding_at(program, m, first_day) for m in months}
+    assert grouped_outstanding(program, months) is None
+    per_month = {m.start: misdated_outstanding_at(program, m, first_day) for m in months}
     # End of October: the saver's 100 of August; the spender's 130 points spent took the 120
     # of August first (100, and the 20 counted from August), then 10 of September's 60.
     assert per_month[OCT] == {AUG: 100, SEP: 50}

@@ -192,10 +192,11 @@ def test_incremental_run_of_every_kind_at_once_equals_full_recompute(shop, no_ma
     assert snapshot(shop.program) == incremental
 
 
-def test_incremental_run_takes_unchanged_periods_revenue_from_their_snapshots(shop, no_margin):
-    """The nightly run compares each period with P-1 and a year before. The member revenue of
-    one that nothing recorded since the last run touched comes from its snapshot (it is not
-    read again); one that changed is recomputed first, and its fresh figure is used."""
+def test_incremental_run_reads_the_periods_it_compares_with(shop, no_margin):
+    """The nightly run compares each period with P-1 and a year before: it reads their sales
+    with its own (the same reads as a full recompute), so a stored figure of a period it
+    leaves alone does not leak into the periods it recomputes, and a period that changed is
+    compared with its fresh figures."""
     full(shop.program)
     current = period_containing("month", timezone.localdate(timezone.now(), PARIS))
     previous = current.shift(-1)
@@ -210,14 +211,15 @@ def test_incremental_run_takes_unchanged_periods_revenue_from_their_snapshots(sh
         )
 
     stored = figure(previous, Metric.REVENUE_MEMBER).value
-    # A mark on P-1's stored member revenue shows where the run takes it from.
+    # A mark on P-1's stored member revenue, which the run leaves alone.
     KpiValue.objects.filter(pk=figure(previous, Metric.REVENUE_MEMBER).pk).update(
         value=Decimal("999.00")
     )
     shop.buy("today", shop.m1, shop.store_w, timezone.now(), "10.00")
     summary = services.recompute_kinds(shop.program, KINDS)["kinds"]["month"]
     assert (summary["mode"], summary["first"]) == ("incremental", current.start.isoformat())
-    assert figure(current, Metric.MEMBER_REVENUE_POP).denominator == Decimal("999.00")
+    assert figure(previous, Metric.REVENUE_MEMBER).value == Decimal("999.00")
+    assert figure(current, Metric.MEMBER_REVENUE_POP).denominator == stored
 
     # A purchase back-dated into P-1: P-1 is recomputed, and this month compares with it.
     when = datetime.combine(previous.start + timedelta(days=9), time(12), tzinfo=PARIS)

@@ -1,4 +1,4 @@
-"""The period of a timestamp found among the periods' UTC bounds (`kpis.period_sql` with a
+"""The period of a timestamp found among the periods' UTC bounds (`period_sql` with a
 span) is the period the time zone gives, for every kind, on both sides of the span's bounds,
 at local midnights and across the changes of summer time."""
 
@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connection
 
-from analytics import kpis
+from analytics.kpis.reads.common import MAX_BUCKETS, period_bounds, period_sql
+from analytics.periods import period_containing
 from tests.factories import ProgramFactory
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +21,7 @@ def test_bounds_are_the_local_midnights_of_each_period():
     tz = ZoneInfo("Europe/Paris")
     lo = datetime(2026, 2, 14, 12, tzinfo=UTC)
     hi = datetime(2026, 4, 30, 22, tzinfo=UTC)  # 1 May 00:00 in Paris
-    starts, bounds = kpis.period_bounds("month", tz, lo, hi)
+    starts, bounds = period_bounds("month", tz, lo, hi)
     assert starts == [date(2026, 2, 1), date(2026, 3, 1), date(2026, 4, 1)]
     assert bounds == [
         datetime(2026, 1, 31, 23, tzinfo=UTC),  # winter time: UTC+1
@@ -29,7 +30,7 @@ def test_bounds_are_the_local_midnights_of_each_period():
         datetime(2026, 4, 30, 22, tzinfo=UTC),
     ]
     # A day past the last local midnight takes the next period in.
-    starts, bounds = kpis.period_bounds("week", tz, lo, hi + timedelta(seconds=1))
+    starts, bounds = period_bounds("week", tz, lo, hi + timedelta(seconds=1))
     assert starts[0] == date(2026, 2, 9)
     assert starts[-1] == date(2026, 4, 27)
     assert bounds[-1] == datetime(2026, 5, 3, 22, tzinfo=UTC)
@@ -39,8 +40,8 @@ def test_bounds_are_the_local_midnights_of_each_period():
 def test_bounds_keep_the_last_periods_at_most():
     tz = ZoneInfo("UTC")
     hi = datetime(2026, 1, 1, tzinfo=UTC)
-    starts, bounds = kpis.period_bounds("day", tz, hi - timedelta(days=5000), hi)
-    assert len(starts) == kpis.MAX_BUCKETS
+    starts, bounds = period_bounds("day", tz, hi - timedelta(days=5000), hi)
+    assert len(starts) == MAX_BUCKETS
     assert starts[-1] == date(2025, 12, 31)
     assert bounds[0] == datetime.combine(starts[0], datetime.min.time(), tzinfo=UTC)
 
@@ -67,8 +68,8 @@ def test_bucketed_period_is_the_time_zone_period(time_zone):
     instants.update(start + timedelta(hours=h) for h in range(24 * 14))
     instants = sorted(instants)
     for kind in KINDS:
-        plain, plain_params = kpis.period_sql("t", kind, program)
-        bucketed, bucketed_params = kpis.period_sql("t", kind, program, (lo, hi))
+        plain, plain_params = period_sql("t", kind, program)
+        bucketed, bucketed_params = period_sql("t", kind, program, (lo, hi))
         if connection.vendor == "postgresql":
             assert "WIDTH_BUCKET" in bucketed
         with connection.cursor() as cursor:
@@ -93,5 +94,5 @@ def test_bucketed_period_is_the_time_zone_period(time_zone):
             if kind == "day":
                 expected = local.date()
             else:
-                expected = kpis.period_containing(kind, local.date()).start
+                expected = period_containing(kind, local.date()).start
             assert str(period)[:10] == expected.isoformat(), (kind, t)
