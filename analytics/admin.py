@@ -13,8 +13,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from loyalty.admin_helpers import ReadOnlyAdminMixin, render_action_form
 from loyalty.models import Program
-from members.admin import ReadOnlyAdminMixin, render_action_form
 
 from . import selectors, tasks
 from .forms import RecomputeForm

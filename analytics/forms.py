@@ -11,6 +11,7 @@ from loyalty.models import Program
 
 from . import selectors
 from .models import PeriodKind
+from .templatetags.kpi_format import period_label, scope_label
 
 
 class DashboardFilterForm(forms.Form):
@@ -50,9 +51,9 @@ class DashboardFilterForm(forms.Form):
         self.periods = selectors.snapshot_periods(program, kind)
         self.scopes = selectors.program_scopes(program)
         self.fields["period"].widget.choices = [("", _("Latest"))] + [
-            (p.start.isoformat(), selectors.period_label(p)) for p in self.periods
+            (p.start.isoformat(), period_label(p)) for p in self.periods
         ]
-        self.fields["scope"].widget.choices = [(s.value, s.label) for s in self.scopes]
+        self.fields["scope"].widget.choices = [(s.value, scope_label(s)) for s in self.scopes]
         cleaned["period"] = self._clean_period(cleaned.get("period") or "")
         cleaned["scope"] = self._clean_scope(cleaned.get("scope") or "")
         return cleaned

@@ -568,7 +568,7 @@ class CampaignAdmin(admin.ModelAdmin):
         _touch_program(form.instance.program_id)
 
 
-# Recomputes a segment's members (members.segments.refresh_now), registered by members.
+# Recomputes a segment's members (members.campaigns.segments.refresh_now), registered by members.
 _SEGMENT_REFRESH: list[Callable[[Segment], int]] = []
 
 

@@ -10,13 +10,14 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from loyalty.admin_helpers import ReadOnlyAdminMixin, render_action_form
 from loyalty.errors import DomainError
+from loyalty.forms import add_domain_error
 from loyalty.models import Tier
 
 from . import services, tiers
@@ -35,39 +36,6 @@ from .selectors import member_progress
 MAX_ADJUSTMENT = 1_000_000
 
 BALANCE_FIELDS = ["points_available", "points_pending", "points_lifetime"]
-
-
-class ReadOnlyAdminMixin:
-    """Nothing can be added, changed or deleted; staff with the view permission can look."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-def add_domain_error(form, exc: DomainError, aliases: dict[str, str] | None = None) -> None:
-    """Show a service's refusal on the form: on the field it names (or its alias on this form,
-    e.g. the API's `reward_id` is the form's `reward`), else above the form."""
-    field = (aliases or {}).get(exc.field, exc.field)
-    form.add_error(field if field in form.fields else None, exc.detail)
-
-
-def render_action_form(model_admin, request, template: str, context: dict) -> TemplateResponse:
-    """A page of templates/admin/action_form.html's family (a form acting on one object, or on
-    a model) in the admin's frame: the site context and the model's options added."""
-    context = {
-        **model_admin.admin_site.each_context(request),
-        "opts": model_admin.opts,
-        "has_view_permission": model_admin.has_view_permission(request, context.get("original")),
-        **context,
-    }
-    request.current_app = model_admin.admin_site.name
-    return TemplateResponse(request, template, context)
 
 
 # Members --------------------------------------------------------------------------------------
@@ -284,9 +252,7 @@ class MemberAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request, obj, form, change):
-        if "marketing_consent" in form.changed_data:
-            obj.marketing_consent_at = timezone.now()
-        super().save_model(request, obj, form, change)
+        services.update_member_by_staff(member=obj, fields=form.changed_data)
 
     # Points adjustment ------------------------------------------------------------------------
 

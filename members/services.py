@@ -21,7 +21,8 @@ from loyalty.models import Program, Store
 from loyalty.selectors import entry_tier, program_rules, tier_bonus
 from loyalty.sql import insert_with_children
 
-from . import campaigns, errors, ledger, lifecycle, tiers
+from . import campaigns, errors, ledger, tiers
+from .campaigns import lifecycle
 from .cards import new_card_number, new_referral_code, normalize_card_number
 from .ledger import Bucket, Kind, Posting
 from .models import Member, PointsEntry, Purchase, PurchaseLine, PurchaseReturn
@@ -623,3 +624,17 @@ def adjust_points(*, member: Member, points: int, reason: str, staff_user) -> li
         )
     member.points_available = locked.points_available
     return rows
+
+
+def update_member_by_staff(*, member: Member, fields: list[str], now=None) -> Member:
+    """Save the `fields` staff changed on `member` (the admin form's: names, contact, status,
+    consent, referrer), and only those: balances and tier moved meanwhile by purchases or
+    jobs are kept. A change of marketing consent records when it changed."""
+    fields = [*fields]
+    if "marketing_consent" in fields:
+        member.marketing_consent_at = now or timezone.now()
+        fields.append("marketing_consent_at")
+    if fields:
+        with transaction.atomic():
+            member.save(update_fields=[*fields, "updated_at"])
+    return member

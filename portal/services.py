@@ -24,14 +24,15 @@ from django.utils import timezone, translation
 from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
+from loyalty.errors import NotFound
 from loyalty.models import Program
 from members import privacy
 from members.models import Member
 from members.services import enrol_member
-from rewards.models import Redemption
-from rewards.services import format_code
+from rewards.models import Redemption, Reward
+from rewards.services import format_code, redeem
 
-from .models import MemberAccount
+from .models import MemberAccount, PortalRedemption
 
 VERIFY_SALT = "portal.verify-email"
 User = get_user_model()
@@ -299,6 +300,26 @@ COLUMNS = {
     ],
     "emails": ["kind", "claimed_at", "sent_at"],
 }
+
+
+def redeem_once(*, member: Member, reward: Reward, token: str) -> Redemption:
+    """Redeem `reward` for `member` from the portal, once per confirmation `token`: the token
+    row is claimed in the redemption's transaction, so a double click or a resent form waits
+    for the first request and gets its voucher, never a second one. A token claimed by another
+    member (or by nothing that was redeemed) raises NotFound; a refusal writes nothing."""
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                claim = PortalRedemption.objects.create(token=token, member=member)
+        except IntegrityError:
+            claim = PortalRedemption.objects.select_related("redemption").get(token=token)
+            if claim.member_id != member.pk or claim.redemption is None:
+                raise NotFound() from None
+            return claim.redemption
+        redemption = redeem(member=member, reward=reward, channel=Redemption.Channel.PORTAL)
+        claim.redemption = redemption
+        claim.save(update_fields=["redemption"])
+    return redemption
 
 
 def member_data(member: Member) -> dict:

@@ -15,7 +15,6 @@ from django.contrib import messages
 from django.contrib.auth import login, logout
 from django.contrib.auth import views as auth_views
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -27,10 +26,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
-from loyalty.errors import DomainError
+from loyalty.errors import DomainError, NotFound
+from loyalty.forms import add_domain_error
 from loyalty.models import Campaign, Program
 from loyalty.selectors import program_tiers
-from members.admin import add_domain_error
 from members.campaigns import member_campaigns
 from members.cards import format_card_number
 from members.models import Member, PointsEntry
@@ -41,7 +40,7 @@ from rewards.models import Redemption, Reward
 from rewards.qr import qr_svg
 
 from . import forms, services, throttle
-from .models import MemberAccount, PortalRedemption
+from .models import MemberAccount
 
 HISTORY_PAGE_SIZE = 20
 LATEST_ACTIVITY = 5
@@ -549,7 +548,9 @@ def reward_detail(request, pk):
             error = _("This form has expired: please confirm again.")
         else:
             try:
-                redemption = _redeem_once(member, reward, token)
+                redemption = services.redeem_once(member=member, reward=reward, token=token)
+            except NotFound:
+                raise Http404 from None
             except DomainError as exc:
                 error = exc.detail
             else:
@@ -570,27 +571,6 @@ def reward_detail(request, pk):
         },
         status=422 if error else 200,
     )
-
-
-def _redeem_once(member: Member, reward: Reward, token: str) -> Redemption:
-    """Redeem, unless this confirmation was already used: then the first voucher is returned.
-    The token row is written in the redemption's transaction, so a double click waits for the
-    first request and then finds its voucher."""
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                claim = PortalRedemption.objects.create(token=token, member=member)
-        except IntegrityError:
-            claim = PortalRedemption.objects.select_related("redemption").get(token=token)
-            if claim.member_id != member.pk or claim.redemption is None:
-                raise Http404 from None
-            return claim.redemption
-        redemption = reward_services.redeem(
-            member=member, reward=reward, channel=Redemption.Channel.PORTAL
-        )
-        claim.redemption = redemption
-        claim.save(update_fields=["redemption"])
-    return redemption
 
 
 @member_page

@@ -10,8 +10,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, DecimalField, F, Q, Sum, Value
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Count, DecimalField, Q, Sum, Value
+from django.db.models.functions import Coalesce
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
@@ -20,9 +20,10 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from loyalty.admin_helpers import ReadOnlyAdminMixin, render_action_form
 from loyalty.errors import DomainError
+from loyalty.forms import add_domain_error
 from loyalty.models import Tier
-from members.admin import ReadOnlyAdminMixin, add_domain_error, render_action_form
 from members.cards import normalize_card_number
 from members.models import Member
 
@@ -256,32 +257,9 @@ class RewardAdmin(admin.ModelAdmin):
         return gettext("always")
 
     def save_model(self, request, obj, form, change):
-        if not change:
-            super().save_model(request, obj, form, change)
-            return
-        # Redemptions and cancellations move the stock with UPDATE stock = stock -/+ 1 while the
-        # form is open: saving the number the form showed would undo them. Every other field is
-        # saved as usual; a change of the stock is applied as a difference (a restock of 10 adds
-        # 10 to whatever is left), or set when it switches between limited and unlimited.
-        fields = [
-            f.name
-            for f in obj._meta.concrete_fields
-            if not f.primary_key and f.name not in ("stock", "created_at")
-        ]
-        obj.save(update_fields=fields)
-        if "stock" in form.changed_data:
-            new, shown = form.cleaned_data.get("stock"), form.shown_stock()
-            rows = Reward.objects.filter(pk=obj.pk)
-            moved = (
-                new is not None
-                and shown is not None
-                and rows.filter(stock__isnull=False).update(
-                    stock=Greatest(F("stock") + (new - shown), 0)
-                )
-            )
-            if not moved:
-                rows.update(stock=new)
-        obj.refresh_from_db(fields=["stock"])
+        # The stock is applied as the change made in the form (see services.save_reward):
+        # redemptions move it while the form is open.
+        services.save_reward(reward=obj, shown_stock=form.shown_stock() if change else None)
 
 
 # Redemptions (vouchers) -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext
 
@@ -165,7 +166,7 @@ def cancel(*, redemption: Redemption, reason: str, staff_user=None, now=None) ->
                 % {"status": locked.get_status_display().lower()}
             )
         if locked.expires_at <= now:
-            # Expired, even if the nightly job has not marked it yet (as `consume` sees it).
+            # Expired, even if the nightly job has not marked it yet (as `use_voucher` sees it).
             raise errors.CannotCancel(errors.VoucherExpired.title)
         txn = uuid.uuid4()
         ledger.post(
@@ -189,6 +190,41 @@ def cancel(*, redemption: Redemption, reason: str, staff_user=None, now=None) ->
     return redemption
 
 
+def save_reward(*, reward: Reward, shown_stock: int | None = None) -> Reward:
+    """Save a reward edited by staff. A new reward is saved as it is. A saved reward keeps the
+    stock that redemptions and cancellations moved while it was being edited: its stock
+    changes only when `reward.stock` differs from `shown_stock` (what the editor started
+    from), and then by the difference, applied to the stock as it is at the commit in one
+    conditional UPDATE (never below 0), or set outright when it switches between limited
+    and unlimited. `reward.stock` is the stock after the save."""
+    with transaction.atomic():
+        if reward.pk is None:
+            reward.save()
+            return reward
+        fields = [
+            f.name
+            for f in reward._meta.concrete_fields
+            if not f.primary_key and f.name not in ("stock", "created_at")
+        ]
+        reward.save(update_fields=fields)
+        wanted = reward.stock
+        if wanted != shown_stock:
+            rows = Reward.objects.filter(pk=reward.pk)
+            # The UPDATE takes the row lock that a redemption's `stock = stock - 1` also
+            # takes, and PostgreSQL re-reads `stock` after waiting for it: no move is lost.
+            moved = (
+                wanted is not None
+                and shown_stock is not None
+                and rows.filter(stock__isnull=False).update(
+                    stock=Greatest(F("stock") + (wanted - shown_stock), 0)
+                )
+            )
+            if not moved:
+                rows.update(stock=wanted)
+        reward.refresh_from_db(fields=["stock"])
+    return reward
+
+
 def find_voucher(program: Program, code: str, *, lock: bool = False) -> Redemption:
     """The program's voucher with this code (typed in any case, with dashes or spaces), with
     what its answer shows; locked (only its row) when `lock`. VoucherNotFound otherwise.
@@ -209,7 +245,7 @@ def find_voucher(program: Program, code: str, *, lock: bool = False) -> Redempti
     return voucher
 
 
-def consume(
+def use_voucher(
     *, program: Program, code: str, store: Store, receipt_id: str, now=None
 ) -> tuple[Redemption, bool]:
     """Use a voucher at the till, exactly once. The same store and receipt again is a replay

@@ -417,6 +417,23 @@ def test_store_and_channel_scopes_show_their_own_figures(staff_client, program):
     assert {f"store:{store.pk}", "channel:web", "channel:shop", ""} <= set(options)
 
 
+def test_the_heading_and_the_scope_list_name_each_scope(staff_client, program):
+    store = StoreFactory(program=program, name="Rivoli", channel="shop")
+    month_snapshots(program, [date(2026, 10, 1)])
+    heading = re.compile(r"October 2026 \(from [^)]*\), ([^.<]+)\.")
+    names = {}
+    for scope in ("", f"store:{store.pk}", "channel:shop"):
+        page = html(staff_client.get(URL, {"scope": scope}, HTTP_ACCEPT_LANGUAGE="en"))
+        names[scope] = heading.search(page).group(1)
+        options = dict(re.findall(r'<option value="([^"]*)"[^>]*>([^<]*)</option>', page))
+        assert options[scope] == names[scope]
+    assert names == {
+        "": "Whole program",
+        f"store:{store.pk}": "Rivoli",
+        "channel:shop": "Channel: Shop",
+    }
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [

@@ -381,3 +381,14 @@ def test_member_change_records_consent_time(admin_client, member):
     member.refresh_from_db()
     assert member.marketing_consent
     assert member.marketing_consent_at is not None
+
+
+def test_member_change_keeps_the_points_moved_while_the_form_was_open(member):
+    stale = Member.objects.get(pk=member.pk)
+    services.adjust_points(member=member, points=40, reason="goodwill", staff_user=None)
+    stale.last_name = "Martin"
+    services.update_member_by_staff(member=stale, fields=["last_name"])
+    refreshed = Member.objects.get(pk=member.pk)
+    assert (refreshed.last_name, refreshed.points_available) == ("Martin", 40)
+    assert refreshed.marketing_consent_at is None
+    assert ledger.find_mismatches() == []

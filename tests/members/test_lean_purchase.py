@@ -228,3 +228,27 @@ def test_every_accepted_amount_shape_keeps_two_decimal_places():
         lean = lean_purchase(with_value("amount", amount))
         if lean is not None:
             assert str(lean["amount"]) == str(Decimal(amount).quantize(Decimal("0.01")))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        None,
+        [],
+        "x",
+        42,
+        {},
+        [BASE],
+        {**BASE, "note": "x"},
+        {**BASE, "lines": [{**BASE["lines"][0], "discount": "1.00"}]},
+        {**BASE, "card_number": None},
+        {**BASE, "card_number": None, "lines": None},
+        {k: v for k, v in BASE.items() if k != "receipt_id"},
+        {k: v for k, v in BASE.items() if k != "amount"},
+        {**BASE, "receipt_id": "R-\u00e9t\u00e9", "amount": "42.50"},
+        {**BASE, "amount": "30.00", "lines": BASE["lines"][:1]},
+        {**BASE, "amount": "1.00"},  # lines that do not add up: the service refuses them
+    ],
+)
+def test_odd_bodies_are_judged_as_the_serializer_judges_them(body):
+    assert_agrees(body)

@@ -134,7 +134,7 @@ def test_reward_list_shows_counts_costs_and_unlimited_stock(
     make_reward(name_fr="Atelier", points_cost=100, stock=7)
     other = make_member(1000)
     used = services.redeem(member=member, reward=counted, channel="portal")
-    services.consume(program=member.program, code=used.code, store=store, receipt_id="R1")
+    services.use_voucher(program=member.program, code=used.code, store=store, receipt_id="R1")
     services.redeem(member=member, reward=counted, channel="portal")
     cancelled = services.redeem(member=other, reward=counted, channel="portal")
     services.cancel(redemption=cancelled, reason="mistake")
@@ -350,7 +350,9 @@ def test_cancel_without_a_reason_is_a_form_error_and_writes_nothing(
 @pytest.mark.parametrize("outcome", ["used", "cancelled", "expired"])
 def test_only_an_issued_voucher_can_be_cancelled(admin_client, voucher, store, snapshot, outcome):
     if outcome == "used":
-        services.consume(program=voucher.program, code=voucher.code, store=store, receipt_id="R9")
+        services.use_voucher(
+            program=voucher.program, code=voucher.code, store=store, receipt_id="R9"
+        )
     elif outcome == "cancelled":
         services.cancel(redemption=voucher, reason="first")
     else:
