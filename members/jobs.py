@@ -292,9 +292,9 @@ def register_job(name: str, job: Callable[[Context], dict], *, after: str) -> No
 def _exclusive(name: str):
     """One run of a job at a time (a PostgreSQL advisory lock; SQLite has one writer anyway).
 
-    Also turns PostgreSQL's JIT off for the run: the batch queries are small and many, and at
-    a million members the planner's estimate for a batch sits near the JIT threshold, where
-    compiling cost about a second per batch.
+    Also turns PostgreSQL's JIT off for the run: the batch queries are small and many, and on
+    a large program the planner's estimate for a batch sits near the JIT threshold, where
+    compiling would cost more than the batch itself.
     """
     if connection.vendor != "postgresql":
         yield

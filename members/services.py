@@ -3,7 +3,7 @@
 Every action runs in one transaction. Points move only through members/ledger.py, under the
 lock of the member row. Lock order, wherever several rows are locked: member, then purchase.
 Services open `transaction.atomic()` without `durable=True` so that an API call can claim its
-Idempotency-Key in the same transaction as the writes it protects (see loyalty/idempotency.py).
+Idempotency-Key in the same transaction as the writes it protects (`loyalty.api.idempotent`).
 """
 
 import hashlib

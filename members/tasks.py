@@ -11,8 +11,11 @@ from . import jobs, notifications
 
 @shared_task(name="members.tasks.run_nightly")
 def run_nightly() -> dict:
-    """The nightly chain: release pending points, expire points, requalify tiers, notify. The
-    emails go out through `send_notifications` tasks, in parallel on the workers."""
+    """The nightly chain, in the order of `jobs.NIGHTLY_ORDER`: release pending points,
+    expire vouchers, expire points, requalify tiers, refresh segments, grant lifecycle
+    bonuses, recompute the KPIs, notify members (the jobs of rewards and analytics are added
+    by their apps). The emails go out through `send_notifications` tasks, in parallel on the
+    workers."""
     return jobs.run_nightly(queue_emails=True)
 
 

@@ -47,8 +47,9 @@ def grouped_facts(
     return grouped_facts_of_kinds(program, {kind: periods}, first_day=first_day, costs=costs)[kind]
 
 
-# The grouped reads' CPU-seconds, read alone at a million members (docs/kpis.md, "Periods found
-# by their bounds"): the order in which they start. Not listed: under a second.
+# The grouped reads' relative cost (CPU-seconds of each read alone on a large program,
+# bench/analytics.py): the heaviest start first, so that the two connections end together.
+# Not listed: the light ones.
 READ_WEIGHTS: dict[object, float] = {
     ("activity", PeriodKind.MONTH): 8,
     ("activity", PeriodKind.WEEK): 7,

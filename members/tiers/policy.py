@@ -5,7 +5,7 @@ The policy (which window, which tier a value supports, when a tier is reviewed, 
 decides) is pure functions over plain data at the top of this module, so it can be tested by
 tables; the database work follows.
 
-Definitions (docs/tiers.md):
+Definitions (docs/tiers-and-jobs.md):
 
 - The *qualifying value* of a member is their qualifying spend (purchase amounts net of
   returns) or qualifying points (points earned on purchases net of returns) over the program's

@@ -136,12 +136,11 @@ def _activity(program: Program, kind: str, lo, hi, masks: list[list[int]]) -> li
             return cursor.fetchall()
         # Over the whole history, the purchases come in member order from the member index,
         # which holds what the read needs (`purchase_member_occurred_kpi`, an index-only
-        # scan): no sort of the program's purchases (about 4 of 14 CPU-seconds of this read
-        # for a month at a million members). Over a few periods, from their range of the
-        # (program, occurred_at) index.
+        # scan): no sort of the program's purchases, a large part of this read otherwise.
+        # Over a few periods, from their range of the (program, occurred_at) index.
         # The pairs come out of LAG in member order too: merged with the members in id order,
-        # where the planner hashed the million members in batches and probed them once per
-        # pair (1.5 s more at a million members).
+        # where the planner would otherwise hash the members in batches and probe them once
+        # per pair.
         wanted = {"enable_indexscan": "on"}
         if join:
             wanted["enable_hashjoin"] = "off"

@@ -67,8 +67,8 @@ def period_sql(column: str, kind: str, program: Program, span=None) -> tuple[str
     return _bucket_sql(column, sql), [starts, bounds, *params]
 
 
-# Turning a timestamp into local time costs PostgreSQL about 0.3 microseconds (the zone's rules
-# are looked up for each row): 3 CPU-seconds of a month's member activity at a million members.
+# Turning a timestamp into local time costs PostgreSQL a look-up of the zone's rules for each
+# row, a large part of a read over every purchase.
 # A binary search among the periods' UTC bounds (WIDTH_BUCKET over a constant array) and the
 # period's first day taken from a second array cost a third of it. A timestamp outside the
 # bounds (bucket 0, or past the last start) finds no first day and falls back on the time zone,
@@ -124,7 +124,7 @@ def bucket_case(column: str, ends: list) -> tuple[str, list]:
     `column` (never NULL) is below, the last index catching everything later, and its
     parameters. The bounds are tried from the newest: most rows are recent (outstanding
     points, members), and a credit of the last month then costs one comparison, not one per
-    month of history (about a tenth of the month-end liability's time at a million members)."""
+    month of history."""
     if not ends:
         return "0", []
     n = len(ends)

@@ -43,8 +43,8 @@ def reward_costs(program: Program, kind: str, periods: list[Period]) -> dict[dat
 
 
 # The purchases' side is read only for the purchases with points taken back by a return: a
-# bonus on a purchase never returned counts whole. (Joining every award to its purchase hashed
-# the program's nine million purchases for 1.8 s at a million members.)
+# bonus on a purchase never returned counts whole. (Joining every award to its purchase would
+# hash every purchase of the program.)
 _CAMPAIGN_COSTS_SQL = """
 SELECT {period} AS period,
        SUM(a.points) FILTER (WHERE a.purchase_id IS NOT NULL)

@@ -33,7 +33,7 @@ def ledger_sums(
 ) -> LedgerSums:
     """Ledger sums by period and kind, from the beginning to `hi`; with `credits` (month
     periods, expiry after earning), the credits by month too, which spares the liability a
-    scan of its own of the ledger (1.8 s at a million members). `since` as for
+    scan of its own of the ledger. `since` as for
     `tier_deltas`: the periods found by their bounds, the sums hashed."""
     aggregates = {"total": Sum("points")}
     if credits:

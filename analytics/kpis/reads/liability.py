@@ -46,8 +46,8 @@ def misdated_outstanding(program: Program, end, months: list[date]) -> dict[int,
        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
      ), 0)"""
     # The balance at `end` is the sum of the member's rows before it, in the same pass.
-    # Only the members with a debit or a release go through it (`_CONSUMERS_SQL`, a tenth
-    # of the members of the demo program at a million): the others keep every credit.
+    # Only the members with a debit or a release go through it (`_CONSUMERS_SQL`, usually a
+    # small share of the members): the others keep every credit.
     # So the outstanding points are every member's credits, summed without ordering,
     # corrected for those members by what the pass keeps of each of their credits less
     # the credit itself.
@@ -63,8 +63,8 @@ def misdated_outstanding(program: Program, end, months: list[date]) -> dict[int,
     lots_params = params
     # Credits dated by when they took effect (earned_at is only set on releases) are
     # summed by the month they took effect, the period expression that the planner has
-    # statistics on (ensure_period_statistics, run by every recompute): in parallel,
-    # where a sum by bucket ran in one process (2.6 s of 4.7 s at a million members).
+    # statistics on (ensure_period_statistics, run by every recompute): in parallel, where a
+    # sum by bucket would run in one process.
     earned_case, earned_params = bucket_case("c.earned_at", ends)
     month, month_params = period_sql("c.effective_at", PeriodKind.MONTH, program)
     sql = f"""
@@ -166,7 +166,7 @@ _NO_EXPIRY_SQL = "SELECT st.i, NULL, SUM(st.b) FROM st GROUP BY 1"
 # A member without a debit or a release keeps each month of credits whole from that month on:
 # one change per month of credits. So the changes are every member's credits by month (the
 # last part, no ordering), corrected for the members with a debit or a release
-# (`_CONSUMERS_SQL`, a tenth of the members of the demo program at a million): at their month
+# (`_CONSUMERS_SQL`, usually a small share of the members): at their month
 # of credits, what it keeps less the credits; later, the months where K moves across them (K
 # moves in few months: the pairs are joined only there, and only for months of credits that
 # some later K reaches, k_hi and k_lo being K's extremes from that month on).
@@ -226,8 +226,8 @@ def consumer_changes(program: Program, months: list[Period]) -> list[tuple]:
     )
     end = dt(span[1])
     # The consumers' rows come from the members' history index, which holds what the read
-    # needs (`entry_member_history_kpi`, index-only: index scans on), member by member, where
-    # bitmap scans of the table took twice as long (2.2 s at a million members).
+    # needs (`entry_member_history_kpi`, index-only: index scans on), member by member, about
+    # twice as fast as bitmap scans of the table.
     with index_scans(), connection.cursor() as cursor:
         cursor.execute(sql, [program.pk, *month_params, program.pk, end])
         return [(day_of(changed), day_of(credited), int(n or 0)) for changed, credited, n in cursor]

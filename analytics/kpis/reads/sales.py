@@ -32,8 +32,7 @@ _PURCHASE_SUMS = {
 def store_sums(program: Program, kind: str, spans: Spans) -> dict[date, list[dict]]:
     """The purchase sums of each store by `kind` period (or day) over `spans`, by period
     start, each period's rows in store id order. Their active members come from the member
-    activity (a distinct count here sorted every purchase again, in one process: 6 s of a
-    month's full recompute at a million members)."""
+    activity (a distinct count here would sort every purchase again, in one process)."""
     rows = []
     # One query per span: bounded by it, each reads its range of the index.
     for lo, hi in spans:
