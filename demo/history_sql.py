@@ -153,7 +153,7 @@ class Writer:
         else:
             marks = ", ".join(["%s"] * len(columns))
             with connection.cursor() as cursor:
-                cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)  # nosec B608  # table and column names from model metadata; values are parameters
+                cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks})", rows)  # noqa: S608  # nosec B608  # table and column names from model metadata; values are parameters
 
     def defer_checks(self) -> None:
         """On PostgreSQL, as a superuser, skip the per-row foreign-key triggers for this
@@ -170,7 +170,7 @@ class Writer:
 
     def next_id(self, model) -> int:
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {model._meta.db_table}")  # nosec B608  # table name from model metadata
+            cursor.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {model._meta.db_table}")  # noqa: S608  # nosec B608  # table name from model metadata
             return cursor.fetchone()[0]
 
     def reset_sequence(self, model) -> None:
@@ -178,7 +178,7 @@ class Writer:
             table = model._meta.db_table
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # nosec B608  # table name from model metadata
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608  # nosec B608  # table name from model metadata
                     f"(SELECT COALESCE(MAX(id), 1) FROM {table}))"
                 )
 

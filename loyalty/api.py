@@ -46,7 +46,7 @@ def _api_key_with_store(prefix: str) -> StoreAPIKey | None:
     global _API_KEY_SQL
     if _API_KEY_SQL is None:
         _API_KEY_SQL = (
-            f"SELECT {select_columns(StoreAPIKey, 'k')}, {select_columns(Store, 's')}, "  # nosec B608  # table and column names from model metadata; the prefix is a parameter
+            f"SELECT {select_columns(StoreAPIKey, 'k')}, {select_columns(Store, 's')}, "  # noqa: S608  # nosec B608  # table and column names from model metadata; the prefix is a parameter
             f"{select_columns(Program, 'p')} "
             f"FROM {StoreAPIKey._meta.db_table} k "
             f"JOIN {Store._meta.db_table} s ON s.id = k.store_id "

@@ -153,7 +153,7 @@ def insert_sql(model, count: int, *, skip: str = "", skip_sql: str = "") -> str:
         cols = ", ".join(f'"{f.column}"' for f in fields)
         row = "(" + ", ".join(skip_sql if f.attname == skip else "%s" for f in fields) + ")"
         sql = _INSERT_SQL[key] = (
-            f'INSERT INTO "{meta.db_table}" ({cols}) VALUES '  # nosec B608  # table and column names from model metadata; values are parameters
+            f'INSERT INTO "{meta.db_table}" ({cols}) VALUES '  # noqa: S608  # nosec B608  # table and column names from model metadata; values are parameters
             + ", ".join([row] * count)
             + f' RETURNING "{meta.pk.column}"'
         )
@@ -196,12 +196,12 @@ def insert_with_children(parent, children: list, fk_attname: str) -> None:
         insert(children)
         return
     statement = (
-        f"WITH parent AS ({insert_sql(type(parent), 1)}) "
+        f"WITH parent AS ({insert_sql(type(parent), 1)}) "  # noqa: S608  # SQL of insert_sql, from model metadata
         + insert_sql(
             type(children[0]),
             len(children),
             skip=fk_attname,
-            skip_sql=f'(SELECT "{type(parent)._meta.pk.column}" FROM parent)',  # nosec B608  # column name from model metadata
+            skip_sql=f'(SELECT "{type(parent)._meta.pk.column}" FROM parent)',  # noqa: S608  # nosec B608  # column name from model metadata
         )
         + f', "{type(children[0])._meta.get_field(fk_attname).column}"'
     )

@@ -51,7 +51,7 @@ def lock_member_by_card(program_id: int, card_number: str) -> Member:
     global _LOCK_BY_CARD_SQL
     if _LOCK_BY_CARD_SQL is None:
         _LOCK_BY_CARD_SQL = (
-            f"SELECT {select_columns(Member, 'm')}, {select_columns(Tier, 't')} "  # nosec B608  # table and column names from model metadata; values are parameters
+            f"SELECT {select_columns(Member, 'm')}, {select_columns(Tier, 't')} "  # noqa: S608  # nosec B608  # table and column names from model metadata; values are parameters
             f"FROM {Member._meta.db_table} m LEFT JOIN {Tier._meta.db_table} t "
             "ON t.id = m.tier_id WHERE m.program_id = %s AND m.card_number = %s "
             + ("FOR UPDATE OF m" if connection.vendor == "postgresql" else "")
@@ -122,7 +122,7 @@ def post(
         # INSERT is a data-modifying WITH clause of the UPDATE, which returns the rows' ids.
         with connection.cursor() as cursor:
             cursor.execute(
-                f"WITH entries AS ({insert_sql(PointsEntry, len(rows))}) "  # nosec B608  # SQL built from model metadata; values are parameters
+                f"WITH entries AS ({insert_sql(PointsEntry, len(rows))}) "  # noqa: S608  # nosec B608  # SQL built from model metadata; values are parameters
                 f"{_UPDATE_BALANCES_SQL} RETURNING (SELECT array_agg(id ORDER BY id) FROM entries)",
                 insert_params(rows) + balances,
             )
@@ -146,7 +146,7 @@ def post(
 # Moves a member's cached balances (and qualifying bound) by deltas; a NULL last activity
 # leaves the current one. The only statement that changes them, for `post` and `post_many`.
 _UPDATE_BALANCES_SQL = (
-    f"UPDATE {Member._meta.db_table} SET points_available = points_available + %s, "  # nosec B608  # table name from model metadata; values are parameters
+    f"UPDATE {Member._meta.db_table} SET points_available = points_available + %s, "  # noqa: S608  # nosec B608  # table name from model metadata; values are parameters
     "points_pending = points_pending + %s, points_lifetime = points_lifetime + %s, "
     "qualifying_bound = qualifying_bound + %s, "
     "last_activity_at = COALESCE(%s, last_activity_at) WHERE id = %s"
@@ -246,7 +246,7 @@ def post_many(program_id: int, postings: Sequence[BulkPosting], *, now: datetime
                 if p.kind in LIFETIME_KINDS:
                     d[2] += p.points
             cursor.execute(
-                f'INSERT INTO "{table}" ({columns}) VALUES '  # nosec B608  # table name from model metadata, constant columns; values are parameters
+                f'INSERT INTO "{table}" ({columns}) VALUES '  # noqa: S608  # nosec B608  # table name from model metadata, constant columns; values are parameters
                 + ", ".join([placeholders] * len(chunk)),
                 params,
             )
@@ -300,7 +300,7 @@ def insert_entries(rows: Sequence[tuple]) -> None:
     stores them), moving no balance."""
     marks = ", ".join(["%s"] * len(LOAD_COLUMNS))
     with connection.cursor() as cursor:
-        cursor.executemany(f"INSERT INTO {_LOAD_INTO} VALUES ({marks})", rows)  # nosec B608  # table and column names from model metadata and constants; values are parameters
+        cursor.executemany(f"INSERT INTO {_LOAD_INTO} VALUES ({marks})", rows)  # noqa: S608  # nosec B608  # table and column names from model metadata and constants; values are parameters
 
 
 def insert_entries_from_select(select_sql: str, params: Sequence) -> int:
@@ -330,7 +330,7 @@ FROM (SELECT member_id,
       FROM {PointsEntry._meta.db_table} WHERE program_id = %s AND id >= %s
       GROUP BY member_id) d
 WHERE {Member._meta.db_table}.id = d.member_id
-"""  # nosec B608  # table names from model metadata; values are parameters
+"""  # noqa: S608  # nosec B608  # table names from model metadata; values are parameters
 
 
 def settle_loaded_entries(program_id: int, *, entry_id_from: int) -> None:

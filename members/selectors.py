@@ -79,7 +79,7 @@ def expiry_schedule(member: Member, today: date) -> list[tuple[date, int]]:
         return [(max(tiers.add_months(last_day, months), today), balance)]
     cutoff = expiry_cutoff(program, today)
     sql = (
-        "SELECT COALESCE(e.earned_at, e.effective_at), e.points "  # nosec B608  # table name and a constant of this module; values are parameters
+        "SELECT COALESCE(e.earned_at, e.effective_at), e.points "  # noqa: S608  # nosec B608  # table name and a constant of this module; values are parameters
         f"FROM {PointsEntry._meta.db_table} e WHERE e.member_id = %s AND {CREDITS_SINCE_SQL}"
     )
     with connection.cursor() as cursor:

@@ -29,7 +29,7 @@ def expire_vouchers(ctx: Context) -> dict:
         with batch_transaction(ctx):
             with connection.cursor() as cursor:
                 cursor.execute(
-                    f"SELECT DISTINCT member_id FROM {R} WHERE program_id = %s AND "  # nosec B608  # table name from model metadata; values are parameters
+                    f"SELECT DISTINCT member_id FROM {R} WHERE program_id = %s AND "  # noqa: S608  # nosec B608  # table name from model metadata; values are parameters
                     "status = 'issued' AND expires_at <= %s AND member_id > %s "
                     "ORDER BY member_id LIMIT %s",
                     [program.pk, dt(now), last, ctx.batch_size],
@@ -74,7 +74,7 @@ def expire_vouchers(ctx: Context) -> dict:
                 prep = Redemption._meta.get_field("refund_txn").get_db_prep_value
                 with connection.cursor() as cursor:
                     cursor.executemany(
-                        f"UPDATE {R} SET status = 'expired', closed_at = %s, refund_txn = %s "  # nosec B608  # table name from model metadata; values are parameters
+                        f"UPDATE {R} SET status = 'expired', closed_at = %s, refund_txn = %s "  # noqa: S608  # nosec B608  # table name from model metadata; values are parameters
                         "WHERE id = %s",
                         [(dt(now), prep(txn, connection), pk) for pk, txn in txns.items()],
                     )

@@ -35,7 +35,7 @@ FROM {M} m LEFT JOIN {P} p ON p.member_id = m.id AND p.occurred_at >= %s AND {pu
 WHERE {where}
 GROUP BY m.id, m.tier_id, m.tier_review_on, m.tier_manual_until, m.qualifying_bound
 ORDER BY m.id
-"""  # nosec B608  # table names and SQL built in this module; ids inlined by int()
+"""  # noqa: S608  # nosec B608  # table names and SQL built in this module; ids inlined by int()
 
 
 def _as_decimal(value) -> Decimal:
@@ -76,7 +76,7 @@ def requalify_tiers(ctx: Context) -> dict:
         ids = [
             r[0]
             for r in fetch(
-                f"SELECT id FROM {M} WHERE program_id = %s AND status <> 'closed' AND id > %s "  # nosec B608  # table name from model metadata; values are parameters
+                f"SELECT id FROM {M} WHERE program_id = %s AND status <> 'closed' AND id > %s "  # noqa: S608  # nosec B608  # table name from model metadata; values are parameters
                 "ORDER BY id LIMIT %s",
                 [program.pk, last, ctx.batch_size],
             )
@@ -139,7 +139,7 @@ def requalify_tiers(ctx: Context) -> dict:
             TierChange.objects.bulk_create(changes)
             with connection.cursor() as cursor:
                 cursor.executemany(
-                    f"UPDATE {M} SET tier_id = %s, tier_review_on = %s, tier_manual_until = %s, "  # nosec B608  # table name from model metadata; values are parameters
+                    f"UPDATE {M} SET tier_id = %s, tier_review_on = %s, tier_manual_until = %s, "  # noqa: S608  # nosec B608  # table name from model metadata; values are parameters
                     "qualifying_bound = %s WHERE id = %s",
                     updates,
                 )

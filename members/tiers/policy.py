@@ -169,7 +169,7 @@ def window_value(program: Program, member_id: int, as_of: date) -> tuple[Decimal
     oldest purchase it counts (None without any). One query."""
     start, end = window_bounds(program, as_of)
     sql = (
-        f"SELECT COALESCE(SUM({value_expression(program)}), 0), MIN(p.occurred_at) "  # nosec B608  # table name and a constant expression; values are parameters
+        f"SELECT COALESCE(SUM({value_expression(program)}), 0), MIN(p.occurred_at) "  # noqa: S608  # nosec B608  # table name and a constant expression; values are parameters
         f"FROM {Purchase._meta.db_table} p "
         "WHERE p.member_id = %s AND p.occurred_at >= %s AND p.occurred_at < %s"
     )
