@@ -80,7 +80,7 @@ def password_link(link: Link, account: MemberAccount) -> str:
     )
 
 
-def send_verification(link: Link, account: MemberAccount, email: str | None = None) -> None:
+def send_verification(*, link: Link, account: MemberAccount, email: str | None = None) -> None:
     email = email or account.member.email
     url = link(
         "verify-email",
@@ -91,7 +91,7 @@ def send_verification(link: Link, account: MemberAccount, email: str | None = No
     send_email(account.member, "portal_verify", email, {"url": url, "days": days})
 
 
-def send_password_link(link: Link, account: MemberAccount, *, template: str) -> None:
+def send_password_link(*, link: Link, account: MemberAccount, template: str) -> None:
     send_email(
         account.member,
         template,
@@ -126,7 +126,7 @@ def account_for(member: Member) -> MemberAccount:
         return MemberAccount.objects.select_related("user", "member__program").get(member=member)
 
 
-def enrol_online(link: Link, program: Program, *, password: str, **fields) -> Member:
+def enrol_online(*, link: Link, program: Program, password: str, **fields) -> Member:
     """Enrol from the portal. A new member gets an account with `password`, to verify by email.
     If the address is already a member's, nothing changes and the owner of the address gets an
     email instead (sign in or set a password): the typed password is never attached to an
@@ -136,17 +136,17 @@ def enrol_online(link: Link, program: Program, *, password: str, **fields) -> Me
     if existing is not None:
         account = account_for(existing)
         template = "portal_already_member" if account.is_verified else "portal_claim"
-        send_password_link(link, account, template=template)
+        send_password_link(link=link, account=account, template=template)
         return existing
     member, created = enrol_member(program=program, channel="portal", email=email, **fields)
     if not created:  # the phone matched a member with another email: the form checks that
         raise privacy.PhoneTaken()
     account = _new_account(member, password)
-    send_verification(link, account)
+    send_verification(link=link, account=account)
     return member
 
 
-def claim_card(link: Link, program: Program, card_number: str, email: str) -> bool:
+def claim_card(*, link: Link, program: Program, card_number: str, email: str) -> bool:
     """A card holder enrolled at the till asks for an online account: when the card and the
     email on record match, the address gets a link to choose a password. Returns whether an
     email was sent (never shown to the visitor)."""
@@ -160,11 +160,11 @@ def claim_card(link: Link, program: Program, card_number: str, email: str) -> bo
         return False
     account = account_for(member)
     template = "portal_already_member" if account.is_verified else "portal_claim"
-    send_password_link(link, account, template=template)
+    send_password_link(link=link, account=account, template=template)
     return True
 
 
-def request_password_reset(link: Link, program: Program, email: str) -> bool:
+def request_password_reset(*, link: Link, program: Program, email: str) -> bool:
     account = (
         MemberAccount.objects.select_related("user", "member__program")
         .filter(member__program=program, member__email=email.strip().lower())
@@ -173,11 +173,11 @@ def request_password_reset(link: Link, program: Program, email: str) -> bool:
     )
     if account is None or not account.user.is_active:
         return False
-    send_password_link(link, account, template="portal_password_reset")
+    send_password_link(link=link, account=account, template="portal_password_reset")
     return True
 
 
-def authenticate_member(program: Program, email: str, password: str) -> MemberAccount | None:
+def authenticate_member(*, program: Program, email: str, password: str) -> MemberAccount | None:
     """The account whose email and password match, or None. When no account has this email, a
     password is hashed all the same, so the answer takes as long either way."""
     account = (
@@ -193,7 +193,7 @@ def authenticate_member(program: Program, email: str, password: str) -> MemberAc
     return account
 
 
-def verify_email(token: str) -> MemberAccount | None:
+def verify_email(*, token: str) -> MemberAccount | None:
     """Apply a verification link: confirms the address of a new account, or switches to a new
     address the member asked for. None when the link is invalid, expired or outdated."""
     try:
@@ -228,14 +228,14 @@ def verify_email(token: str) -> MemberAccount | None:
     return None
 
 
-def mark_verified(account: MemberAccount) -> None:
+def mark_verified(*, account: MemberAccount) -> None:
     """Following a password link sent to the address proves it is the member's."""
     if account.email_verified_at is None:
         account.email_verified_at = timezone.now()
         account.save(update_fields=["email_verified_at"])
 
 
-def request_email_change(link: Link, account: MemberAccount, email: str) -> None:
+def request_email_change(*, link: Link, account: MemberAccount, email: str) -> None:
     """Keep the new address aside and send it a confirmation link; the address changes only
     when the link is followed."""
     email = email.strip().lower()
@@ -243,10 +243,10 @@ def request_email_change(link: Link, account: MemberAccount, email: str) -> None
         raise privacy.EmailTaken()
     account.pending_email = email
     account.save(update_fields=["pending_email"])
-    send_verification(link, account, email)
+    send_verification(link=link, account=account, email=email)
 
 
-def close_account(account: MemberAccount) -> None:
+def close_account(*, account: MemberAccount) -> None:
     """Close the member's account (members.privacy.close_member) and disable the login."""
     with transaction.atomic():
         privacy.close_member(account.member)

@@ -172,8 +172,8 @@ def enrol(request):
                 return _too_many(request, "enrol.html", {"form": form})
             try:
                 services.enrol_online(
-                    _link(request),
-                    program,
+                    link=_link(request),
+                    program=program,
                     password=data["password"],
                     email=data["email"],
                     phone=data["phone"],
@@ -200,7 +200,7 @@ def enrol_done(request):
 
 @_public
 def verify_email(request, token):
-    account = services.verify_email(token)
+    account = services.verify_email(token=token)
     if account is None or account.member.program_id != request.program.pk:
         return _render(request, "verify_failed.html", {}, status=400)
     if account.user.has_usable_password() and account.user.is_active:
@@ -225,9 +225,11 @@ def resend_verification(request):
         )
         if account is not None and not account.is_verified:
             if account.user.has_usable_password():
-                services.send_verification(_link(request), account)
+                services.send_verification(link=_link(request), account=account)
             else:
-                services.send_password_link(_link(request), account, template="portal_claim")
+                services.send_password_link(
+                    link=_link(request), account=account, template="portal_claim"
+                )
         request.session["portal_sent_to"] = email
         return redirect("portal:enrol-done", program=request.program.slug)
     return _render(request, "resend.html", {"form": form})
@@ -241,7 +243,10 @@ def claim(request):
         if not throttle.allow_email(request, email):
             return _too_many(request, "claim.html", {"form": form})
         services.claim_card(
-            _link(request), request.program, form.cleaned_data["card_number"], email
+            link=_link(request),
+            program=request.program,
+            card_number=form.cleaned_data["card_number"],
+            email=email,
         )
         request.session["portal_sent_to"] = email
         return redirect("portal:enrol-done", program=request.program.slug)
@@ -270,7 +275,9 @@ def login_view(request):
         # limit are checked. A wrong password stays counted; the right one is given back.
         if not throttle.attempt(("login-account", account_key), ("login-address", address)):
             return _too_many(request, "login.html", context)
-        account = services.authenticate_member(program, email, form.cleaned_data["password"])
+        account = services.authenticate_member(
+            program=program, email=email, password=form.cleaned_data["password"]
+        )
         if account is None or account.member.status != Member.Status.ACTIVE:
             form.add_error(None, _("The email or the password is not right."))
         elif not account.is_verified:
@@ -302,7 +309,7 @@ def password_reset(request):
         email = form.cleaned_data["email"]
         if not throttle.allow_email(request, email):
             return _too_many(request, "password_reset.html", {"form": form})
-        services.request_password_reset(_link(request), request.program, email)
+        services.request_password_reset(link=_link(request), program=request.program, email=email)
         return redirect("portal:password-reset-done", program=request.program.slug)
     return _render(request, "password_reset.html", {"form": form})
 
@@ -340,7 +347,7 @@ class PasswordResetConfirm(auth_views.PasswordResetConfirmView):
     def form_valid(self, form):
         response = super().form_valid(form)
         account = MemberAccount.objects.select_related("member").get(user=form.user)
-        services.mark_verified(account)
+        services.mark_verified(account=account)
         messages.success(self.request, _("Your password is set. Welcome!"))
         return _set_language(response, account.member.preferred_language)
 
@@ -638,7 +645,7 @@ def profile(request):
             if email_form.is_valid():
                 try:
                     services.request_email_change(
-                        _link(request), account, email_form.cleaned_data["email"]
+                        link=_link(request), account=account, email=email_form.cleaned_data["email"]
                     )
                 except DomainError as exc:
                     add_domain_error(email_form, exc)
@@ -688,7 +695,7 @@ def data_export(request):
 def close_account(request):
     form = forms.CloseAccountForm(request.POST or None, user=request.account.user)
     if request.method == "POST" and form.is_valid():
-        services.close_account(request.account)
+        services.close_account(account=request.account)
         logout(request)
         return redirect("portal:closed", program=request.program.slug)
     return _render(request, "close.html", {"form": form}, status=422 if form.errors else 200)
