@@ -26,10 +26,11 @@ from django.conf import settings as django_settings
 from django.urls import reverse
 from django.utils import timezone
 
+from config import nightly
 from loyalty import tasks
 from loyalty.jobs import abandon_expired_runs, record_job_run, save_progress, start_run
 from loyalty.models import JobRun
-from members import jobs, ledger
+from members import ledger
 from members.models import PointsEntry
 from tests.factories import (
     ProgramFactory,
@@ -205,7 +206,7 @@ def test_a_nightly_job_records_the_batches_it_committed_before_it_failed(clock, 
 
     monkeypatch.setattr(ledger, "post_many", failing_post_many)
     with pytest.raises(RuntimeError):
-        jobs.run_job("release_pending_points", programs=[program], batch_size=2)
+        nightly.run_job("release_pending_points", programs=[program], batch_size=2)
 
     run = JobRun.objects.get(name="members.release_pending_points")
     assert run.status == JobRun.Status.FAILED
@@ -229,7 +230,7 @@ def test_a_long_nightly_job_renews_its_lease_at_each_batch(clock, lease, monkeyp
         return real_post_many(*args, **kwargs)
 
     monkeypatch.setattr(ledger, "post_many", slow_post_many)
-    jobs.run_job("release_pending_points", programs=[program], batch_size=1)
+    nightly.run_job("release_pending_points", programs=[program], batch_size=1)
     assert seen == [JobRun.Status.RUNNING] * 6
     run = JobRun.objects.get(name="members.release_pending_points")
     assert run.status == JobRun.Status.SUCCEEDED
@@ -564,19 +565,25 @@ print(json.dumps({"pk": run.pk}))
 """
 
 # The scheduler heartbeat, every quarter second until told to stop; each heartbeat first marks
-# abandoned the runs whose lease has expired. Prints the statuses of the long run it saw.
+# abandoned the runs whose lease has expired. Prints the statuses of the long run it saw, and
+# looks once more after the stop (the run has ended by then).
 HEARTBEATS = """
 import time
 from pathlib import Path
 from loyalty import services
 from loyalty.models import JobRun
 
+def look():
+    seen.update(JobRun.objects.filter(name="tests.long_run").values_list("status", flat=True))
+
+
 seen, beats = set(), 0
 while not Path(ARGS["stop"]).exists():
     services.record_heartbeat()
     beats += 1
-    seen.update(JobRun.objects.filter(name="tests.long_run").values_list("status", flat=True))
+    look()
     time.sleep(0.25)
+look()  # told to stop once the run ended: its final status, whenever the last beat fell
 print(json.dumps({"beats": beats, "seen": sorted(seen)}))
 """
 
