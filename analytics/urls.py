@@ -1,4 +1,4 @@
-"""The staff dashboards, under /staff/ (wired in loyalty/urls.py)."""
+"""The staff dashboards, under /staff/ (wired in config/urls.py)."""
 
 from django.urls import path
 

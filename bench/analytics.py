@@ -60,7 +60,7 @@ KINDS = ("month", "week", "quarter")
 
 def _django():
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
@@ -252,7 +252,7 @@ def bench_env(url: str) -> dict:
             "SECURE_SSL_REDIRECT": "0",
             "LOG_LEVEL": "WARNING",
             "EMAIL_URL": "dummymail://",
-            "DJANGO_SETTINGS_MODULE": "loyalty.settings",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
         }
     )
     env.pop("REDIS_URL", None)  # the dashboard's cache and throttles stay in the process

@@ -14,7 +14,7 @@
    the seed).
 3. Runs the nightly chain (release_pending_points, expire_points, requalify_tiers,
    notify_members) as of the first night after the seed (02:30, Europe/Paris), each job in a
-   child process of its own through ``members.jobs.run_job``, with ``EMAIL_URL=dummymail://``
+   child process of its own through ``config.nightly.run_job``, with ``EMAIL_URL=dummymail://``
    (emails are rendered, not delivered). notify_members queues the emails as the scheduled run
    does (``queue_emails=True``; the batches are counted, not pushed to a broker); then a last
    step, ``send_emails``, sends them in one process as the workers would (N workers on N cores
@@ -104,12 +104,13 @@ def _proc_cpu_s(pid: int) -> float:
 
 def child_job(name: str, at: str, batch_size: int) -> None:
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
     from django.db import connection
 
+    from config import nightly
     from members import jobs, ledger, notifications
 
     connection.ensure_connection()
@@ -171,7 +172,7 @@ def child_job(name: str, at: str, batch_size: int) -> None:
             from members import tasks
 
             tasks.send_notifications.delay = lambda *args, **kwargs: None
-        summary = jobs.run_job(
+        summary = nightly.run_job(
             name,
             now=now,
             batch_size=batch_size or None,
@@ -508,7 +509,7 @@ def bench_env(database_url: str) -> dict:
             "LOG_LEVEL": "WARNING",
             "EMAIL_URL": "dummymail://",  # rendered, not delivered
             QUEUE_ENV: "1",  # notify_members queues the emails, as the scheduled run does
-            "DJANGO_SETTINGS_MODULE": "loyalty.settings",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
         }
     )
     return env

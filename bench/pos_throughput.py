@@ -117,7 +117,7 @@ def latency_summary(latencies_s: list[float]) -> dict:
 def django_setup(members: int) -> None:
     """Build the data through the project's services; report on stdout as one JSON line."""
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "loyalty.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
@@ -269,7 +269,7 @@ def bench_env(database_url: str) -> dict:
             "SECURE_SSL_REDIRECT": "0",
             "POS_API_RATE_PER_MINUTE": str(10**9),
             "LOG_LEVEL": "WARNING",
-            "DJANGO_SETTINGS_MODULE": "loyalty.settings",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
             "PATH": f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHON": PYTHON,
             "STATIC_ROOT": str(static_root),
@@ -299,13 +299,13 @@ def start_gunicorn(
     else:
         cmd = [
             str(Path(PYTHON).parent / "gunicorn"),
-            "loyalty.wsgi:application",
+            "config.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
             "--worker-class",
-            "loyalty.gunicorn_worker.BalancedThreadWorker",
+            "config.gunicorn_worker.BalancedThreadWorker",
             "--threads",
             str(threads),
             *extra,

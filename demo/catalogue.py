@@ -21,6 +21,7 @@ from loyalty.models import Program, Store, Tier
 from members import jobs
 from members.models import Member, PointsEntry, Purchase
 from rewards import services
+from rewards.jobs import expire_vouchers
 from rewards.models import Redemption, Reward
 
 K = Reward.Kind
@@ -351,7 +352,7 @@ def generate_redemptions(
             else:
                 services.cancel(redemption=planned.redemption, reason=planned.reason, now=at)
     if expire and stats.redeemed:
-        jobs.run_job("expire_vouchers", now=now, programs=[program])
+        jobs.run_job("expire_vouchers", expire_vouchers, now=now, programs=[program])
     counts = dict(
         Redemption.objects.filter(pk__in=[p.redemption.pk for p in plan if p.redemption])
         .values_list("status")

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_FLOOR, Decimal
 
+import django
 from django.db import transaction
 from django.utils import timezone
 
 from loyalty.models import EarningRule, Program, Store, Tier
-from loyalty.processes import setup_django
 from members import ledger
 from members.cards import REFERRAL_ALPHABET, luhn_check_digit
 from members.models import Member, PointsEntry, Purchase
@@ -421,7 +421,9 @@ def generate_history(*, program: Program, members: int, months: int, seed: int) 
             # One core is left to PostgreSQL, which ingests the COPY streams.
             max_workers=max(1, (os.cpu_count() or 2) - 1),
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=setup_django,
+            # A spawned worker sets Django up (from the DJANGO_SETTINGS_MODULE it inherits)
+            # before it imports this module, which imports models.
+            initializer=django.setup,
         )
         if parallel
         else None

@@ -2,7 +2,6 @@
 campaigns and segments."""
 
 import json
-from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import timedelta
 from decimal import Decimal
@@ -26,7 +25,6 @@ from .models import (
     JobRun,
     Program,
     ProgramCost,
-    Segment,
     Store,
     StoreAPIKey,
     Tier,
@@ -374,35 +372,16 @@ class CampaignAdminForm(forms.ModelForm):
         return data
 
 
-# Reports on a campaign that need the members' data (its results, its audience preview):
-# members adds them from its AppConfig.ready, since loyalty must not import members. A report
-# takes a campaign and returns (label, value) rows.
-CAMPAIGN_REPORTS: dict[str, Callable[[Campaign], list[tuple[str, object]]]] = {}
-
-
-def register_campaign_report(name: str, report: Callable[[Campaign], list[tuple[str, object]]]):
-    """Show `report` on every campaign's page, under `name` ("results" or "audience")."""
-    CAMPAIGN_REPORTS[name] = report
-
-
-def _report_table(name: str, campaign: Campaign):
-    report = CAMPAIGN_REPORTS.get(name)
-    if report is None or campaign.pk is None:
-        return "-"
-    rows = format_html_join(
-        "", "<tr><th>{}</th><td>{}</td></tr>", ((label, value) for label, value in report(campaign))
-    )
-    return format_html("<table>{}</table>", rows)
-
-
 def _local(value, program):
     if value is None:
         return "-"
     return formats.localize(timezone.localtime(value, program.tzinfo).replace(tzinfo=None))
 
 
-@admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    """Registered by members' admin (members/admin.py), which adds the reports computed from
+    the members' data: the audience preview and the results."""
+
     form = CampaignAdminForm
     list_display = [
         "name",
@@ -423,7 +402,7 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["name", "description"]
     filter_horizontal = ["tiers", "stores"]
     autocomplete_fields = ["segment"]
-    readonly_fields = ["budget_use", "results", "audience"]
+    readonly_fields = ["budget_use"]
     fieldsets = [
         (
             None,
@@ -482,25 +461,8 @@ class CampaignAdmin(admin.ModelAdmin):
         ),
     ]
 
-    def get_fieldsets(self, request, obj=None):
-        fieldsets = list(super().get_fieldsets(request, obj))
-        if obj is not None:
-            fieldsets.append((_("Audience preview"), {"fields": ["audience"]}))
-            fieldsets.append((_("Results"), {"fields": ["results"]}))
-        return fieldsets
-
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("budget_usage")
-
-    @admin.display(description=_("results"))
-    def results(self, obj):
-        """Points given, cost, members reached, uplift against the hold-out group, ROI."""
-        return _report_table("results", obj)
-
-    @admin.display(description=_("audience"))
-    def audience(self, obj):
-        """Eligible members and the expected cost from the last comparable period."""
-        return _report_table("audience", obj)
 
     @admin.display(description=_("starts"), ordering="starts_at")
     def starts_local(self, obj):
@@ -568,20 +530,10 @@ class CampaignAdmin(admin.ModelAdmin):
         _touch_program(form.instance.program_id)
 
 
-# Recomputes a segment's members (members.campaigns.segments.refresh_now), registered by members.
-_SEGMENT_REFRESH: list[Callable[[Segment], int]] = []
-
-
-def register_segment_refresh(refresh: Callable[[Segment], int]) -> None:
-    """Let the segment admin recompute a segment on save and on demand."""
-    _SEGMENT_REFRESH[:] = [refresh]
-
-
-@admin.register(Segment)
 class SegmentAdmin(admin.ModelAdmin):
-    """Segments are recomputed nightly; saving one, or the action, recomputes it at once."""
+    """Registered by members' admin (members/admin.py), which recomputes a segment on save and
+    on demand."""
 
-    actions = ["refresh_segments"]
     list_display = ["name", "program", "member_count", "refreshed_at"]
     list_filter = ["program"]
     list_select_related = ["program"]
@@ -598,15 +550,3 @@ class SegmentAdmin(admin.ModelAdmin):
         "member_count",
         "refreshed_at",
     ]
-
-    def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
-        for refresh in _SEGMENT_REFRESH:
-            refresh(obj)
-
-    @admin.action(description=_("Refresh the selected segments now"))
-    def refresh_segments(self, request, queryset):
-        for segment in queryset.select_related("program"):
-            for refresh in _SEGMENT_REFRESH:
-                refresh(segment)
-        self.message_user(request, _("Segments refreshed."), messages.SUCCESS)

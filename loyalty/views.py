@@ -7,7 +7,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 from django.views.generic import TemplateView
 
-from .celery import app as celery_app
 from .models import JobRun
 from .services import HEARTBEAT_JOB
 
@@ -24,7 +23,7 @@ def _database_status() -> str:
     return "ok"
 
 
-def _broker_status() -> str:
+def _broker_status(celery_app) -> str:
     try:
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
@@ -46,10 +45,11 @@ def _last_heartbeat():
 
 @never_cache
 @require_GET
-def healthz(request):
-    """200 when the database and the broker both answer, 503 otherwise; JSON either way."""
+def healthz(request, celery_app):
+    """200 when the database and the broker both answer, 503 otherwise; JSON either way.
+    `celery_app` (the project's Celery application) is passed in by the URL configuration."""
     database = _database_status()
-    broker = _broker_status()
+    broker = _broker_status(celery_app)
     healthy = database == "ok" and broker == "ok"
     heartbeat = _last_heartbeat() if database == "ok" else None
     body = {

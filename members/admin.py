@@ -12,15 +12,18 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from loyalty import admin as loyalty_admin
 from loyalty.admin_helpers import ReadOnlyAdminMixin, render_action_form
 from loyalty.errors import DomainError
 from loyalty.forms import add_domain_error
-from loyalty.models import Tier
+from loyalty.models import Campaign, Segment, Tier
 
 from . import services, tiers
+from .campaigns import audience_report, refresh_now, results_report
 from .models import (
     Member,
     MemberNotification,
@@ -540,3 +543,52 @@ class MemberNotificationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     show_full_result_count = False
     fields = ["member", "kind", "key", "context", "created_at", "sent_at", "attempts", "error"]
     readonly_fields = fields
+
+
+# Campaigns and segments -----------------------------------------------------------------------
+# Defined in loyalty (their models live there) and registered here with what needs the
+# members' data.
+
+
+def _report_table(rows):
+    cells = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
+    return format_html("<table>{}</table>", cells)
+
+
+@admin.register(Campaign)
+class CampaignAdmin(loyalty_admin.CampaignAdmin):
+    readonly_fields = [*loyalty_admin.CampaignAdmin.readonly_fields, "results", "audience"]
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = list(super().get_fieldsets(request, obj))
+        if obj is not None:
+            fieldsets.append((_("Audience preview"), {"fields": ["audience"]}))
+            fieldsets.append((_("Results"), {"fields": ["results"]}))
+        return fieldsets
+
+    @admin.display(description=_("results"))
+    def results(self, obj):
+        """Points given, cost, members reached, uplift against the hold-out group, ROI."""
+        return "-" if obj.pk is None else _report_table(results_report(obj))
+
+    @admin.display(description=_("audience"))
+    def audience(self, obj):
+        """Eligible members and the expected cost from the last comparable period."""
+        return "-" if obj.pk is None else _report_table(audience_report(obj))
+
+
+@admin.register(Segment)
+class SegmentAdmin(loyalty_admin.SegmentAdmin):
+    """Segments are recomputed nightly; saving one, or the action, recomputes it at once."""
+
+    actions = ["refresh_segments"]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        refresh_now(obj)
+
+    @admin.action(description=_("Refresh the selected segments now"))
+    def refresh_segments(self, request, queryset):
+        for segment in queryset.select_related("program"):
+            refresh_now(segment)
+        self.message_user(request, _("Segments refreshed."), messages.SUCCESS)

@@ -1,5 +1,6 @@
-"""The nightly member chain and its jobs: release pending points, expire points, requalify tiers
-(`members.tiers.job`), notify.
+"""The nightly member jobs (release pending points, expire points, notify; requalify tiers is in
+`members.tiers.job`) and what runs a job or a chain of jobs (`run_job`, `run_chain`). The
+nightly chain itself, with the jobs of the apps to the right of members, is config/nightly.py.
 
 Each job works per program, on the program's local date (the *night*), in batches of members
 selected in SQL: a batch is one transaction that locks its members (in id order), recomputes
@@ -18,7 +19,7 @@ what to do under the lock, and writes it with bulk statements. So:
 
 import uuid
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 
@@ -270,22 +271,10 @@ def _claim_expiry_warnings(ctx: Context) -> int:
 
 # Running ----------------------------------------------------------------------------------------
 
-# In the order the nightly chain runs them. Apps to the right of members add their own jobs
-# with `register_job` (from their AppConfig.ready), so that members never imports them.
-JOBS: dict[str, Callable[[Context], dict]] = {
-    "release_pending_points": release_pending_points,
-    "expire_points": expire_points,
-    "requalify_tiers": tier_job.requalify_tiers,
-    "notify_members": notify_members,
-}
-NIGHTLY_ORDER = list(JOBS)
-
-
-def register_job(name: str, job: Callable[[Context], dict], *, after: str) -> None:
-    """Add a nightly job, run right after `after` (idempotent: registering twice is a no-op)."""
-    JOBS[name] = job
-    if name not in NIGHTLY_ORDER:
-        NIGHTLY_ORDER.insert(NIGHTLY_ORDER.index(after) + 1, name)
+# A nightly job takes the context of one program's night and returns its summary. The chain,
+# every job in the order it runs, is written in the composition root (config/nightly.py).
+Job = Callable[[Context], dict]
+Chain = Sequence[tuple[str, Job]]
 
 
 @contextmanager
@@ -315,6 +304,7 @@ def _exclusive(name: str):
 
 def run_job(
     name: str,
+    job: Job,
     *,
     now: datetime | None = None,
     programs=None,
@@ -325,7 +315,6 @@ def run_job(
 ) -> dict:
     """Run one nightly job for every active program (or those given), recorded as a JobRun.
     Returns the summary per program slug."""
-    job = JOBS[name]
     now = now or timezone.now()
     if programs is None:
         programs = Program.objects.filter(status=Program.Status.ACTIVE).order_by("pk")
@@ -348,13 +337,29 @@ def run_job(
     return run.summary
 
 
-def run_nightly(
-    *, now: datetime | None = None, dry_run: bool = False, user=None, queue_emails: bool = False
+def run_chain(
+    chain: Chain,
+    *,
+    now: datetime | None = None,
+    programs=None,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    user=None,
+    queue_emails: bool = False,
 ) -> dict:
-    """The nightly chain, in order. A failing job stops the chain (its JobRun says why); the
-    next night, or a re-run, completes it."""
+    """Run the jobs of `chain` in order. A failing job stops the chain (its JobRun says why);
+    the next night, or a re-run, completes it. Returns the summaries by job name."""
     now = now or timezone.now()
     return {
-        name: run_job(name, now=now, dry_run=dry_run, user=user, queue_emails=queue_emails)
-        for name in NIGHTLY_ORDER
+        name: run_job(
+            name,
+            job,
+            now=now,
+            programs=programs,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            user=user,
+            queue_emails=queue_emails,
+        )
+        for name, job in chain
     }

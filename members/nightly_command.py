@@ -12,7 +12,9 @@ from . import jobs
 
 
 class NightlyJobCommand(BaseCommand):
-    job: str | None = None  # one of jobs.JOBS; None runs the whole chain in order
+    # The (name, job) pairs the command runs, in order; a command of one job prints its
+    # summary alone.
+    chain: jobs.Chain = ()
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -68,21 +70,19 @@ class NightlyJobCommand(BaseCommand):
                 raise CommandError(f"unknown program(s): {', '.join(sorted(missing))}")
         if batch_size is not None and batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
-        names = [self.job] if self.job else list(jobs.NIGHTLY_ORDER)
         try:
-            result = {
-                name: jobs.run_job(
-                    name,
-                    now=now,
-                    programs=programs,
-                    dry_run=dry_run,
-                    batch_size=batch_size,
-                    queue_emails=queue_emails,
-                )
-                for name in names
-            }
+            result = jobs.run_chain(
+                self.chain,
+                now=now,
+                programs=programs,
+                dry_run=dry_run,
+                batch_size=batch_size,
+                queue_emails=queue_emails,
+            )
         except jobs.JobAlreadyRunning as exc:
             raise CommandError(f"{exc} is already running") from None
         if dry_run:
             self.stdout.write("dry run: nothing was written")
-        self.stdout.write(json.dumps(result if not self.job else result[self.job], indent=2))
+        if len(self.chain) == 1:
+            result = result[self.chain[0][0]]
+        self.stdout.write(json.dumps(result, indent=2))

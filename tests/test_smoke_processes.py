@@ -28,7 +28,7 @@ import pytest
 import yaml
 from django.conf import settings
 
-from loyalty.celery import app as celery_app
+from config.celery import app as celery_app
 from loyalty.models import JobRun
 
 pytestmark = [
@@ -292,8 +292,8 @@ def test_a_real_worker_runs_the_nightly_chain_from_redis(processes):
 
     from django.utils import timezone
 
+    from config.nightly import NIGHTLY_ORDER
     from members import ledger, services
-    from members.jobs import NIGHTLY_ORDER
     from members.models import Member, MemberNotification, PointsEntry, TierChange
     from tests.factories import ProgramFactory, StoreFactory, TierFactory, enrol
 
@@ -324,7 +324,7 @@ def test_a_real_worker_runs_the_nightly_chain_from_redis(processes):
     assert result.id
     runs = JobRun.objects.filter(name__startswith="members.", status=JobRun.Status.SUCCEEDED)
     deadline = time.monotonic() + START_TIMEOUT * 2
-    # Every job of the chain, those the apps to the right of members add included (vouchers,
+    # Every job of the chain, those of the apps to the right of members included (vouchers,
     # segments, lifecycle bonuses, KPI snapshots), each recorded as a run.
     chain = tuple(NIGHTLY_ORDER)
     assert chain[0] == "release_pending_points"

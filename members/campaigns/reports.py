@@ -265,7 +265,7 @@ def audience_preview(campaign: Campaign, *, now: datetime | None = None) -> Prev
     )
 
 
-# Reports on the campaign's admin page (registered from MembersConfig.ready) -------------------
+# Reports on the campaign's admin page (members/admin.py) -----------------------------------
 
 
 def _comparison_text(c: Comparison | None, unit: str) -> str:

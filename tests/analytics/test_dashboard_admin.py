@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from analytics.models import KpiRefresh, KpiTarget, KpiValue, Metric
-from loyalty.celery import app as celery_app
+from config.celery import app as celery_app
 from loyalty.models import JobRun
 from tests.factories import StaffUserFactory
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 
 from analytics.models import Dimension, KpiCohort, KpiLiabilityByExpiry, KpiTarget, Metric
-from loyalty.celery import app as celery_app
+from config.celery import app as celery_app
 from tests.browser import chromium_pages, live_server, screenshot
 from tests.factories import StaffUserFactory, TierFactory
 

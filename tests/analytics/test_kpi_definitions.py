@@ -21,8 +21,9 @@ from analytics.models import (
 )
 from analytics.periods import periods_between
 from analytics.services import recompute
+from config import nightly
 from loyalty.models import Program
-from members import jobs, ledger
+from members import ledger
 from members.models import PointsEntry
 from members.services import record_purchase
 from rewards.services import redeem
@@ -216,7 +217,7 @@ def test_breakage_and_liability_by_expiry_month_with_expiring_points(db):
     member = enrol_on(program, "x@example.com", paris(8, 1))
     record_member_purchase(store, member, "a", "100.00", paris(8, 10))
     # The night of 11 September: the 100 points earned on 10 August expire.
-    jobs.run_job("expire_points", now=paris(9, 11, 2, 30), programs=[program])
+    nightly.run_job("expire_points", now=paris(9, 11, 2, 30), programs=[program])
     record_member_purchase(store, member, "b", "40.00", paris(9, 15))
     record_member_purchase(store, member, "c", "20.00", paris(9, 16))
     recompute(program, "month", full=True)

@@ -27,9 +27,9 @@ from analytics.kpis.postgres import (
 )
 from analytics.kpis.reads.activity import member_activity, store_masks
 from analytics.periods import period_containing, periods_between
+from config import nightly
 from loyalty.errors import DomainError
 from loyalty.models import Program, ProgramCost, Store
-from members import jobs
 from members.models import PointsEntry, Purchase
 from members.services import record_purchase, record_return
 from rewards.models import Reward
@@ -103,7 +103,7 @@ def build_history(seed: int, time_zone: str, policy: str) -> Program:
         while nights and nights[0] < when:
             night = nights.pop(0)
             for job in ("release_pending_points", "expire_points"):
-                jobs.run_job(job, now=night, programs=[program])
+                nightly.run_job(job, now=night, programs=[program])
         store = rng.choice(stores)
         amount = Decimal(rng.randrange(500, 15000)) / 100
         record_purchase(

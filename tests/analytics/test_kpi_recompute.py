@@ -23,8 +23,8 @@ from analytics.models import (
 )
 from analytics.periods import period_containing
 from analytics.services import JOB_NAME, recompute
+from config import nightly
 from loyalty.models import JobRun, ProgramCost
-from members import jobs
 from rewards.services import redeem
 from tests.factories import ProgramCostFactory
 
@@ -346,21 +346,21 @@ def test_celery_task_recomputes(shop):
 
 
 def test_the_nightly_chain_recomputes_after_tiers_and_before_emails(shop, no_margin):
-    order = jobs.NIGHTLY_ORDER
+    order = nightly.NIGHTLY_ORDER
     assert order.index("requalify_tiers") < order.index("recompute_kpis")
     assert order.index("recompute_kpis") < order.index("notify_members")
-    result = jobs.run_nightly(now=timezone.now())
+    result = nightly.run_nightly(now=timezone.now())
     assert result["recompute_kpis"]["shop"]["month"]["mode"] == "full"
     assert KpiValue.objects.filter(program=shop.program, period_kind="quarter").exists()
     # The chain records the step in its own job run.
     assert not JobRun.objects.filter(name=JOB_NAME).exists()
     assert JobRun.objects.get(name="members.recompute_kpis").status == JobRun.Status.SUCCEEDED
     # The next night only recomputes what changed.
-    result = jobs.run_nightly(now=timezone.now())
+    result = nightly.run_nightly(now=timezone.now())
     assert result["recompute_kpis"]["shop"]["month"]["mode"] == "incremental"
     assert result["recompute_kpis"]["shop"]["month"]["total"] == 0
     # A purchase recorded during the day: its month (the current one) the next night.
     shop.buy("today", shop.m1, shop.store_a, timezone.now(), "12.00")
-    result = jobs.run_nightly(now=timezone.now())
+    result = nightly.run_nightly(now=timezone.now())
     month = result["recompute_kpis"]["shop"]["month"]
     assert (month["total"], month["first"]) == (1, month_start().isoformat())

@@ -4,7 +4,7 @@ could: the browser tests use it to show that their check fails on a violation.""
 from django.http import HttpResponse
 from django.urls import path
 
-from loyalty.urls import urlpatterns as site_urlpatterns
+from config.urls import urlpatterns as site_urlpatterns
 
 PROBE = """<!DOCTYPE html>
 <html lang="en">

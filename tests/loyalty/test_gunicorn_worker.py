@@ -1,4 +1,4 @@
-"""The web server's worker (`loyalty.gunicorn_worker`): new connections go to the worker that
+"""The web server's worker (`config.gunicorn_worker`): new connections go to the worker that
 holds the fewest, so that kept-alive tills spread evenly over the workers."""
 
 import http.client
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from loyalty import gunicorn_worker
-from loyalty.gunicorn_worker import BalancedThreadWorker, fewer_elsewhere
+from config import gunicorn_worker
+from config.gunicorn_worker import BalancedThreadWorker, fewer_elsewhere
 
 from ..test_smoke_processes import free_port
 
@@ -80,7 +80,7 @@ def server(tmp_path):
                 "--threads",
                 "2",
                 "--worker-class",
-                "loyalty.gunicorn_worker.BalancedThreadWorker",
+                "config.gunicorn_worker.BalancedThreadWorker",
                 "--keep-alive",
                 "30",
             ],

@@ -6,8 +6,8 @@ Redis. The failure case points the Celery app at a port where nothing listens.
 
 import pytest
 
+from config.celery import app as celery_app
 from loyalty import services
-from loyalty.celery import app as celery_app
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
 

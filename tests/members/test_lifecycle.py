@@ -9,9 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.utils import timezone
 
+from config import nightly as chain
 from loyalty import rules
 from loyalty.models import Campaign
-from members import jobs, services
+from members import services
 from members.ledger import find_mismatches
 from members.models import CampaignAward, Member, PointsEntry, Purchase
 from tests.factories import ProgramFactory, StoreFactory, TierFactory, enrol, record_member_purchase
@@ -68,7 +69,7 @@ def lifecycle(program, trigger, points=50, **kwargs):
 
 def nightly(clock, day: date) -> dict:
     moment = clock.set(at(day, 3))
-    return jobs.run_job(JOB, now=moment)
+    return chain.run_job(JOB, now=moment)
 
 
 def bonuses(member) -> list[int]:
@@ -193,7 +194,7 @@ def test_the_referral_bonus_waits_for_the_referees_first_purchase_to_clear(clock
     assert bonuses(referee) == []  # the purchase is still returnable
     # The window (10 days) closes on the 16th: the nightly chain releases, then gives.
     clock.set(at(date(2026, 1, 17), 3))
-    jobs.run_nightly(now=at(date(2026, 1, 17), 3))
+    chain.run_nightly(now=at(date(2026, 1, 17), 3))
     assert bonuses(referee) == [100]
     assert bonuses(referrer) == [100]
     nightly(clock, date(2026, 1, 18))
@@ -216,7 +217,7 @@ def test_no_referral_bonus_for_a_returned_first_purchase(clock, program, store):
         store=store, receipt_id=purchase.receipt_id, return_id="RET-1", amount=Decimal("5.00")
     )
     buy(clock, store, referee, at(date(2026, 1, 9)))  # a later purchase does not count
-    jobs.run_nightly(now=clock.set(at(date(2026, 2, 1), 3)))
+    chain.run_nightly(now=clock.set(at(date(2026, 2, 1), 3)))
     assert bonuses(referee) == bonuses(referrer) == []
 
 
@@ -227,7 +228,7 @@ def test_no_referral_bonus_for_a_self_referral(clock, program, store):
     Member.objects.filter(pk=member.pk).update(referred_by=member)
     member.refresh_from_db()
     buy(clock, store, member, at(date(2026, 1, 6)))
-    jobs.run_nightly(now=clock.set(at(date(2026, 2, 1), 3)))
+    chain.run_nightly(now=clock.set(at(date(2026, 2, 1), 3)))
     assert bonuses(member) == []
 
 
@@ -241,12 +242,12 @@ def test_referrer_bonuses_stop_at_the_limit_per_referrer(clock, program, store):
     ]
     for referee in referees:
         buy(clock, store, referee, at(date(2026, 1, 6)))
-    summary = jobs.run_nightly(now=clock.set(at(date(2026, 2, 1), 3)))
+    summary = chain.run_nightly(now=clock.set(at(date(2026, 2, 1), 3)))
     assert bonuses(referrer) == [100]
     assert [bonuses(r) for r in referees] == [[100], [100], [100]]
     job = summary[JOB][program.slug]
     assert next(v for k, v in job.items() if k.endswith(":referral"))["over_limit"] == 2
-    jobs.run_nightly(now=clock.set(at(date(2026, 2, 2), 3)))
+    chain.run_nightly(now=clock.set(at(date(2026, 2, 2), 3)))
     assert bonuses(referrer) == [100]
 
 
@@ -313,6 +314,6 @@ def test_the_nightly_job_moves_campaign_statuses_with_time(clock, program):
 def test_a_dry_run_gives_nothing(clock, program):
     lifecycle(program, Campaign.Trigger.BIRTHDAY)
     member = enrol(program, email="b@example.fr", birth_date=date(1990, 3, 14))
-    jobs.run_job(JOB, now=clock.set(at(date(2026, 3, 14), 3)), dry_run=True)
+    chain.run_job(JOB, now=clock.set(at(date(2026, 3, 14), 3)), dry_run=True)
     assert bonuses(member) == []
     assert not CampaignAward.objects.exists()

@@ -22,8 +22,9 @@ from django.core.management.base import CommandError
 from django.db.models import Sum
 from django.utils import timezone
 
+from config import nightly
 from loyalty.models import JobRun
-from members import jobs, ledger, services
+from members import ledger, services
 from members.ledger import find_mismatches
 from members.models import Member, MemberNotification, PointsEntry, Purchase, TierChange
 from members.selectors import expiry_schedule, member_progress
@@ -117,7 +118,7 @@ def spend(clock, member, points, when: datetime, staff):
 def run(clock, name, moment: datetime, program=None, **kwargs):
     clock.set(moment)
     programs = [program] if program is not None else None
-    summary = jobs.run_job(name, now=moment, programs=programs, **kwargs)
+    summary = nightly.run_job(name, now=moment, programs=programs, **kwargs)
     return summary[program.slug] if program is not None else summary
 
 
@@ -148,7 +149,7 @@ def simulate(clock, start, end, events, *, program=None, names=None):
     for day in days(start, end):
         moment = clock.set(night(day))
         if names is None:
-            jobs.run_nightly(now=moment)
+            nightly.run_nightly(now=moment)
         else:
             for name in names:
                 run(clock, name, moment, program)
@@ -402,7 +403,7 @@ def busy_night(clock, staff):
     for i, member in enumerate(members):
         buy(clock, store, member, f"{100 + 10 * i}.00", at(date(2026, 1, 20)))
         buy(clock, store, member, "30.00", at(date(2026, 2, 15)))
-    jobs.run_job("release_pending_points", now=clock.set(night(date(2026, 2, 1))))
+    nightly.run_job("release_pending_points", now=clock.set(night(date(2026, 2, 1))))
     TierFactory(program=program, name="Silver", rank=1, qualify_threshold=Decimal("145"))
     return program, members
 
@@ -412,7 +413,7 @@ def test_run_nightly_twice_at_the_same_moment_does_nothing_the_second_time(
 ):
     program, _members = busy_night
     moment = clock.set(night(date(2026, 3, 1)))
-    first = jobs.run_nightly(now=moment)
+    first = nightly.run_nightly(now=moment)
     assert first["expire_points"][program.slug]["points"] > 0
     assert first["requalify_tiers"][program.slug]["upgrades"] == 2
     assert first["notify_members"][program.slug]["sent"] > 0
@@ -420,7 +421,7 @@ def test_run_nightly_twice_at_the_same_moment_does_nothing_the_second_time(
     emails = len(mailoutbox)
     assert emails == first["notify_members"][program.slug]["sent"]
 
-    second = jobs.run_nightly(now=moment)
+    second = nightly.run_nightly(now=moment)
     assert ledger_counts() == after_first
     assert len(mailoutbox) == emails
     assert second["release_pending_points"][program.slug]["points"] == 0
@@ -434,11 +435,11 @@ def test_run_nightly_twice_at_the_same_moment_does_nothing_the_second_time(
         "failed": 0,
     }
     # And a later run the same night as well.
-    jobs.run_nightly(now=clock.set(moment + timedelta(hours=2)))
+    nightly.run_nightly(now=clock.set(moment + timedelta(hours=2)))
     assert ledger_counts() == after_first
     assert len(mailoutbox) == emails
     assert find_mismatches() == []
-    assert JobRun.objects.filter(status="succeeded").count() == len(jobs.NIGHTLY_ORDER) * 3 + 1
+    assert JobRun.objects.filter(status="succeeded").count() == len(nightly.NIGHTLY_ORDER) * 3 + 1
 
 
 # 4. A crash half way, and the re-run ----------------------------------------------------------
@@ -546,17 +547,17 @@ def test_a_dry_run_reports_counts_and_writes_nothing(clock, busy_night, mailoutb
     moment = clock.set(night(date(2026, 3, 1)))
     before = ledger_counts()
 
-    dry = jobs.run_nightly(now=moment, dry_run=True)
+    dry = nightly.run_nightly(now=moment, dry_run=True)
     assert ledger_counts() == before
     assert mailoutbox == []
     assert dry["release_pending_points"][program.slug]["points"] == 30 * len(members)
     assert dry["expire_points"][program.slug]["members"] == 4
     assert dry["notify_members"][program.slug]["sent"] == 0
     runs = JobRun.objects.filter(started_at__gte=moment)
-    assert runs.count() == len(jobs.NIGHTLY_ORDER)
+    assert runs.count() == len(nightly.NIGHTLY_ORDER)
     assert all(r.is_dry_run and r.status == "succeeded" for r in runs)
 
-    real = jobs.run_nightly(now=moment)
+    real = nightly.run_nightly(now=moment)
     for name in ("release_pending_points", "expire_points", "requalify_tiers"):
         assert real[name] == dry[name], name
     assert (
@@ -797,7 +798,7 @@ def test_the_release_command_releases_and_run_nightly_runs_the_chain(live_progra
     out = io.StringIO()
     call_command("run_nightly", stdout=out)
     result = json.loads(out.getvalue())
-    assert list(result) == list(jobs.NIGHTLY_ORDER)
+    assert list(result) == list(nightly.NIGHTLY_ORDER)
     assert result["release_pending_points"]["live"]["points"] == 0
     assert find_mismatches() == []
 
@@ -923,7 +924,7 @@ def test_a_year_of_nights(clock, staff, mailoutbox):
 
     for day in days(start, end):
         moment = clock.set(night(day))
-        jobs.run_nightly(now=moment)
+        nightly.run_nightly(now=moment)
         # The reference: releases, then expiry, at 03:00.
         for item in [p for p in pending if p[0] == day]:
             ref.credit(item[1], item[2], item[3])

@@ -8,8 +8,9 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from loyalty.celery import app as celery_app
-from members import jobs, notifications
+from config import nightly
+from config.celery import app as celery_app
+from members import notifications
 from members.models import MemberNotification
 from members.tasks import send_notifications
 from tests.factories import ProgramFactory, StoreFactory, TierFactory, enrol
@@ -46,7 +47,7 @@ def test_queued_emails_are_sent_by_tasks_once(eager, monkeypatch):
     calls = []
     original = send_notifications.delay
     monkeypatch.setattr(send_notifications, "delay", lambda *a: calls.append(a) or original(*a))
-    summary = jobs.run_job("notify_members", programs=[program], queue_emails=True)
+    summary = nightly.run_job("notify_members", programs=[program], queue_emails=True)
     assert summary[program.slug]["tier_claimed"] == 5
     assert summary[program.slug]["queued"] == 5
     assert [len(ids) for _pid, ids, _now in calls] == [2, 2, 1]  # batches of SEND_BATCH

@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from config import nightly
 from loyalty.models import Campaign, Segment, Store
-from members import jobs, services
+from members import services
 from members.campaigns.segments import refresh_segment
 from members.models import Member, SegmentMembership
 from tests.factories import ProgramFactory, StaffUserFactory, StoreFactory, TierFactory, enrol
@@ -111,10 +112,10 @@ def test_tier_and_enrolment_cohort_conditions(program):
 def test_a_refresh_replaces_the_members_and_the_nightly_job_refreshes(program, five_buyers):
     seg = segment(program, min_frequency_score=5)
     SegmentMembership.objects.create(segment=seg, member=five_buyers[0])  # stale
-    summary = jobs.run_job("refresh_segments", programs=[program])
+    summary = nightly.run_job("refresh_segments", programs=[program])
     assert summary[program.slug]["S"] == 1
     assert in_segment(seg, five_buyers) == [5]
-    jobs.run_job("refresh_segments", programs=[program])
+    nightly.run_job("refresh_segments", programs=[program])
     assert in_segment(seg, five_buyers) == [5]
 
 

@@ -11,10 +11,10 @@ import pytest
 from django.utils import timezone
 
 import loyalty.selectors
+from config.nightly import run_job
 from loyalty.models import Program, Store
 from loyalty.selectors import TierInfo, program_tiers
 from members import errors, tiers
-from members.jobs import run_job
 from members.ledger import find_mismatches
 from members.models import Member, Purchase, TierChange
 from members.selectors import member_progress

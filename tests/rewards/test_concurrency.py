@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from members.jobs import run_job
+from config.nightly import run_job
 from members.ledger import find_mismatches
 from members.models import Member, PointsEntry
 from rewards import errors, services

@@ -290,7 +290,7 @@ def test_the_lifetime_limit_counts_every_redemption_but_cancelled_ones(
 
 
 def test_an_expired_voucher_still_counts_in_the_limit(make_member, make_reward, program):
-    from members.jobs import run_job
+    from config.nightly import run_job
 
     member = make_member(5000)
     reward = make_reward(limit_per_member=1, voucher_valid_days=1)
@@ -411,7 +411,7 @@ def test_cancel_needs_a_reason(reason, member, make_reward, snapshot):
 def test_only_an_unused_valid_voucher_can_be_cancelled(
     state, member, make_reward, store, program, snapshot
 ):
-    from members.jobs import run_job
+    from config.nightly import run_job
 
     reward = make_reward(stock=3, voucher_valid_days=5)
     now = timezone.now()

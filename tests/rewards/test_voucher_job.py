@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from members.jobs import JOBS, NIGHTLY_ORDER, run_job
+from config.nightly import NIGHTLY_CHAIN, NIGHTLY_ORDER, run_job
 from members.ledger import find_mismatches
 from members.models import PointsEntry
 from rewards import errors, services
@@ -86,7 +86,7 @@ def stocks(night):
 
 
 def test_the_job_runs_in_the_nightly_chain_after_the_release_of_points():
-    assert JOBS["expire_vouchers"] is expire_vouchers
+    assert dict(NIGHTLY_CHAIN)["expire_vouchers"] is expire_vouchers
     i = NIGHTLY_ORDER.index("expire_vouchers")
     assert NIGHTLY_ORDER[i - 1] == "release_pending_points"
     assert NIGHTLY_ORDER.count("expire_vouchers") == 1

@@ -17,6 +17,7 @@ from demo.history import generate_history
 from demo.program import seed_campaigns, seed_program
 from members import jobs
 from members.models import Member
+from members.tiers import requalify_tiers
 
 DEMO_STAFF = ("demo", "demo-loyalty-2026")
 # Up to this many members, seed_demo also computes the KPI snapshots (a few seconds); larger
@@ -83,8 +84,12 @@ class Command(BaseCommand):
             if not no_nightly:
                 # The history ends now: bring it to where last night's jobs would have left it
                 # (points past their expiry expired, tiers and their bounds requalified).
-                for name in ("release_pending_points", "expire_points", "requalify_tiers"):
-                    summary = jobs.run_job(name, programs=[program])[program.slug]
+                for name, job in (
+                    ("release_pending_points", jobs.release_pending_points),
+                    ("expire_points", jobs.expire_points),
+                    ("requalify_tiers", requalify_tiers),
+                ):
+                    summary = jobs.run_job(name, job, programs=[program])[program.slug]
                     done = ", ".join(f"{k} {v}" for k, v in summary.items() if k != "night")
                     self.stdout.write(f"{name}: {done}")
             redeemed = generate_redemptions(program, seed=seed, expire=not no_nightly)

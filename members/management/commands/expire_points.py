@@ -1,5 +1,6 @@
 """manage.py expire_points: Expire points by each program's expiry policy."""
 
+from members import jobs
 from members.nightly_command import NightlyJobCommand
 
 
@@ -8,4 +9,4 @@ class Command(NightlyJobCommand):
         "Expire points by each program's expiry policy."
         " Recorded as a job run; --dry-run rolls back."
     )
-    job = "expire_points"
+    chain = (("expire_points", jobs.expire_points),)

@@ -1,5 +1,6 @@
 """manage.py notify_members: Send the points-expiring and tier-changed emails."""
 
+from members import jobs
 from members.nightly_command import NightlyJobCommand
 
 
@@ -8,4 +9,4 @@ class Command(NightlyJobCommand):
         "Send the points-expiring and tier-changed emails."
         " Recorded as a job run; --dry-run rolls back."
     )
-    job = "notify_members"
+    chain = (("notify_members", jobs.notify_members),)

@@ -1,5 +1,6 @@
 """manage.py release_points: Release pending points whose return window has closed."""
 
+from members import jobs
 from members.nightly_command import NightlyJobCommand
 
 
@@ -8,4 +9,4 @@ class Command(NightlyJobCommand):
         "Release pending points whose return window has closed."
         " Recorded as a job run; --dry-run rolls back."
     )
-    job = "release_pending_points"
+    chain = (("release_pending_points", jobs.release_pending_points),)

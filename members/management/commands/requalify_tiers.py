@@ -2,6 +2,7 @@
 Requalify tiers: upgrades, downgrades after the grace, end of tiers set by staff."""
 
 from members.nightly_command import NightlyJobCommand
+from members.tiers import requalify_tiers
 
 
 class Command(NightlyJobCommand):
@@ -9,4 +10,4 @@ class Command(NightlyJobCommand):
         "Requalify tiers: upgrades, downgrades after the grace, end of tiers set by staff."
         " Recorded as a job run; --dry-run rolls back."
     )
-    job = "requalify_tiers"
+    chain = (("requalify_tiers", requalify_tiers),)

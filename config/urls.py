@@ -1,4 +1,4 @@
-"""URL configuration: wires every app's URLs (the one module allowed to import them all)."""
+"""URL configuration: wires every app's URLs."""
 
 from django.conf import settings
 from django.conf.urls.static import static
@@ -6,10 +6,10 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from config.celery import app as celery_app
+from loyalty import views
 from members.urls import api_urlpatterns as members_api
 from rewards.urls import api_urlpatterns as rewards_api
-
-from . import views
 
 api_v1 = [
     *members_api,
@@ -27,7 +27,7 @@ api_v1 = [
 
 urlpatterns = [
     path("", views.HomeView.as_view(), name="home"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", views.healthz, {"celery_app": celery_app}, name="healthz"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api-v1"))),

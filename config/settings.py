@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "portal",
     "analytics",
     "demo",
+    "config",
 ]
 
 MIDDLEWARE = [
@@ -84,9 +85,9 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-ROOT_URLCONF = "loyalty.urls"
-WSGI_APPLICATION = "loyalty.wsgi.application"
-ASGI_APPLICATION = "loyalty.asgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -326,7 +327,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # One enum for the member's language wherever a member shape appears.
     "ENUM_NAME_OVERRIDES": {
-        "PreferredLanguageEnum": "loyalty.settings.LANGUAGES",
+        "PreferredLanguageEnum": "config.settings.LANGUAGES",
         "RewardKindEnum": "rewards.models.Reward.Kind",
         "VoucherStatusEnum": "rewards.models.Redemption.Status",
         "MemberStatusEnum": "members.models.Member.Status",
