@@ -8,8 +8,8 @@ restart could pile up on one worker (12, 3 and 1 of 16 connections were seen on 
 which the GIL caps at one core while the others idle. Here each worker publishes how many
 connections it holds, in memory shared by every worker of the server, and listens for new ones
 only while no other live worker holds fewer. The least loaded worker is always listening, so
-a new connection never waits for a busy one (a policy of accepting only with a free thread
-left connections queued for seconds: docs/architecture.md, "Hot path of a purchase"). A
+a new connection never waits for a busy one (accepting only while a thread is free would leave
+connections queued for seconds while every thread is busy). A
 worker holding two connections more than another closes one after its answer, so the
 connections open move too (after a worker is recycled, its tills reconnect to the others
 while it boots).
