@@ -9,6 +9,6 @@ from .services import ALL_KINDS, recompute_kinds
 def recompute_kpis(ctx: Context) -> dict:
     """Recompute the periods of the program that changed since the last run, as of the night,
     for every period kind; the summary by period kind (the chain records it in its JobRun)."""
-    return recompute_kinds(ctx.program, ALL_KINDS, now=ctx.now, dry_run=ctx.dry_run, record=False)[
-        "kinds"
-    ]
+    return recompute_kinds(
+        program=ctx.program, period_kinds=ALL_KINDS, now=ctx.now, dry_run=ctx.dry_run, record=False
+    )["kinds"]

@@ -292,10 +292,10 @@ def _save_progress(run) -> None:
 
 
 def recompute(
+    *,
     program: Program,
     period_kind: str = PeriodKind.MONTH,
     periods: Iterable | None = None,
-    *,
     full: bool = False,
     now: datetime | None = None,
     user=None,
@@ -304,16 +304,22 @@ def recompute(
     """Recompute the snapshots of `program` for one period kind (see `recompute_kinds`); the
     summary of that kind: mode, total and done periods, first and last period."""
     result = recompute_kinds(
-        program, [period_kind], periods, full=full, now=now, user=user, dry_run=dry_run
+        program=program,
+        period_kinds=[period_kind],
+        periods=periods,
+        full=full,
+        now=now,
+        user=user,
+        dry_run=dry_run,
     )
     return result["kinds"][period_kind]
 
 
 def recompute_kinds(
+    *,
     program: Program,
     period_kinds: Iterable[str] = ALL_KINDS,
     periods: Iterable | None = None,
-    *,
     full: bool = False,
     now: datetime | None = None,
     user=None,
@@ -450,7 +456,12 @@ def recompute_programs(
         programs = Program.objects.filter(status=Program.Status.ACTIVE).order_by("pk")
     return {
         program.slug: recompute_kinds(
-            program, period_kinds, full=full, now=now, user=user, dry_run=dry_run
+            program=program,
+            period_kinds=period_kinds,
+            full=full,
+            now=now,
+            user=user,
+            dry_run=dry_run,
         )["kinds"]
         for program in programs
     }

@@ -12,8 +12,9 @@ incremental recompute, peak memory and the dashboard's response time.
 2. In a child process (Django set up, DEBUG off): times ``SELECT sum(total_amount) FROM
    members_purchase`` as a sequential scan (index scans off for it; a warm-up, then the median
    of three), then the full recompute of each period kind in its own run
-   (``analytics.services.recompute(program, kind, full=True)``, month, week and quarter in
-   turn), then of every kind in one run (``recompute_kinds(program, KINDS, full=True)``, what
+   (``analytics.services.recompute(program=program, period_kind=kind, full=True)``, month,
+   week and quarter in turn), then of every kind in one run
+   (``recompute_kinds(program=program, period_kinds=KINDS, full=True)``, what
    ``recompute_kpis --full`` does by default, the sums that add up read once for all kinds),
    and prints each time as a multiple of the scan; the headline ``full_s`` is the one run.
 3. In a second child: posts a day of new purchases through ``members.services.record_purchase``
@@ -103,12 +104,12 @@ def child_full() -> None:
     kinds = {}
     for kind in KINDS:
         t0 = time.perf_counter()
-        summary = services.recompute(program, kind, full=True)
+        summary = services.recompute(program=program, period_kind=kind, full=True)
         kinds[kind] = {"s": round(time.perf_counter() - t0, 3), "periods": summary["total"]}
     # Every kind in one run, as `recompute_kpis --full` does by default: the sums that add up
     # are read once for all kinds.
     t0 = time.perf_counter()
-    services.recompute_kinds(program, KINDS, full=True)
+    services.recompute_kinds(program=program, period_kinds=KINDS, full=True)
     together_s = round(time.perf_counter() - t0, 3)
     _report(
         {"scan_s": round(statistics.median(scans[1:]), 4), "kinds": kinds, "together_s": together_s}
@@ -158,7 +159,7 @@ def child_nightly(day_purchases: int) -> None:
     # the last run, past the safety margin, so that only the day's purchases are new.
     services.SAFETY_MARGIN = timedelta(0)
     t0 = time.perf_counter()
-    summary = services.recompute_kinds(program, KINDS)
+    summary = services.recompute_kinds(program=program, period_kinds=KINDS)
     incremental_s = time.perf_counter() - t0
     _report(
         {

@@ -44,7 +44,7 @@ def test_campaign_points_are_costed_in_the_period_they_were_given():
             occurred_at=when,
             card_number=member.card_number,
         )
-    recompute(program, "month", full=True)
+    recompute(program=program, period_kind="month", full=True)
 
     def cost(month):
         return KpiValue.objects.get(
@@ -82,7 +82,7 @@ def test_campaign_points_are_costed_in_the_period_they_were_given():
         amount=Decimal("10.00"),
         occurred_at=paris(9, 25),
     )
-    recompute(program, "month", full=True)
+    recompute(program=program, period_kind="month", full=True)
     assert cost(9).inputs["campaigns"] == "1.50"
     grouped = grouped_campaign_costs(program, "week", periods)
     for period in periods:

@@ -70,7 +70,7 @@ def expiring_program(slug, months):
 
 @pytest.fixture
 def computed(shop):
-    recompute(shop.program, "month", full=True)
+    recompute(program=shop.program, period_kind="month", full=True)
     return shop
 
 
@@ -114,7 +114,7 @@ def test_retention_attrition_and_new_members(computed):
 
 def test_member_revenue_change_on_previous_period_and_on_a_year_before(shop):
     shop.buy("old", shop.m1, shop.store_a, paris(9, 10, year=2025), "95.00")
-    recompute(shop.program, "month", full=True)
+    recompute(program=shop.program, period_kind="month", full=True)
     p = shop.program
     # August 150.00 (p1 + p2) -> September 190.00: +26.67 %.
     pop = figure(p, Metric.MEMBER_REVENUE_POP)
@@ -157,13 +157,13 @@ def test_sales_per_store_and_per_channel(computed):
 
 
 def test_anonymous_purchases_count_only_in_the_non_member_baseline(shop):
-    recompute(shop.program, "month", full=True)
+    recompute(program=shop.program, period_kind="month", full=True)
     member_figures = {
         m: value(shop.program, m)
         for m in (Metric.ACTIVE_MEMBERS, Metric.PURCHASES_MEMBER, Metric.REVENUE_MEMBER)
     }
     shop.buy("anon-extra", None, shop.store_w, paris(9, 26), "70.00")
-    recompute(shop.program, "month", full=True)
+    recompute(program=shop.program, period_kind="month", full=True)
     for metric, before in member_figures.items():
         assert value(shop.program, metric) == before
     # The baseline moves: 3 purchases, 110.00: 36.67 a basket.
@@ -176,13 +176,13 @@ def test_anonymous_purchases_count_only_in_the_non_member_baseline(shop):
 def test_returns_reduce_the_revenue_of_the_purchase_period(shop):
     # A return in November of part of a September purchase lowers September's revenue.
     shop.give_back("p6", shop.store_w, "r6", paris(11, 2), "15.00")
-    recompute(shop.program, "month", full=True)
+    recompute(program=shop.program, period_kind="month", full=True)
     assert value(shop.program, Metric.REVENUE_MEMBER) == Decimal("175.00")  # 190 - 15
     assert value(shop.program, Metric.PURCHASES_MEMBER) == 4
     # Returned in full, a purchase no longer counts, nor makes its buyer active.
     shop.give_back("p5", shop.store_w, "r5", paris(11, 2), "20.00")
     shop.give_back("p4", shop.store_a, "r4", paris(11, 2), "80.00")
-    recompute(shop.program, "month", full=True)
+    recompute(program=shop.program, period_kind="month", full=True)
     assert value(shop.program, Metric.PURCHASES_MEMBER) == 2  # p6, p10
     assert value(shop.program, Metric.ACTIVE_MEMBERS) == 1  # m3
     assert value(shop.program, Metric.REVENUE_MEMBER) == Decimal("75.00")  # 45 + 30
@@ -220,7 +220,7 @@ def test_breakage_and_liability_by_expiry_month_with_expiring_points(db):
     nightly.run_job("expire_points", now=paris(9, 11, 2, 30), programs=[program])
     record_member_purchase(store, member, "b", "40.00", paris(9, 15))
     record_member_purchase(store, member, "c", "20.00", paris(9, 16))
-    recompute(program, "month", full=True)
+    recompute(program=program, period_kind="month", full=True)
     # September: 60 issued, 100 expired: breakage 100 / 60.
     assert value(program, Metric.POINTS_EXPIRED) == 100
     assert value(program, Metric.BREAKAGE_RATE) == Decimal("166.67")
@@ -286,7 +286,7 @@ def test_liability_first_in_first_out_for_spenders_and_whole_for_savers(db):
         alone = kpis.grouped_facts(program, [month], first_day=first_day, costs=[])
         assert alone[month].outstanding == expected[month.start]
     # Through the recompute: the end of October's points expire a year after they were earned.
-    recompute(program, "month", full=True)
+    recompute(program=program, period_kind="month", full=True)
     rows = KpiLiabilityByExpiry.objects.filter(program=program, period_start=OCT)
     assert [(r.expiry_month, r.points) for r in rows] == [
         (date(2027, 8, 1), 100),
@@ -367,7 +367,7 @@ def test_program_cost_and_roi_recomputable_from_the_stored_inputs(computed):
 
 
 def test_week_costs_are_prorated_by_day(computed):
-    recompute(computed.program, "week", full=True)
+    recompute(program=computed.program, period_kind="week", full=True)
     # Week of Monday 28 September: 3 days of September (3/30) and 4 of October (4/31).
     # Hosting: 450 x 3/30 + 450 x 4/31 = 45 + 58.06 = 103.06; launch: 10 + 12.90 = 22.90.
     cost = figure(computed.program, Metric.PROGRAM_COST, date(2026, 9, 28), "week")
@@ -378,7 +378,7 @@ def test_week_costs_are_prorated_by_day(computed):
 
 def test_periods_are_local_to_the_program_time_zone(computed):
     p = computed.program
-    recompute(p, "week", full=True)
+    recompute(program=p, period_kind="week", full=True)
     # p11 at 00:30 on 1 October in Paris is 30 September 22:30 UTC: October's.
     assert value(p, Metric.REVENUE_MEMBER, OCT) == Decimal("95.00")  # p11 70 + p12 25
     # The week from Monday 28 September: p10 (30.00 kept) and p11 (70.00); p9 fully returned.
@@ -401,13 +401,13 @@ def test_a_late_evening_purchase_west_of_utc_belongs_to_its_local_month(db):
         currency="EUR",
         occurred_at=datetime(2026, 9, 30, 23, 30, tzinfo=new_york),
     )
-    recompute(program, "month", full=True)
+    recompute(program=program, period_kind="month", full=True)
     assert value(program, Metric.REVENUE_NON_MEMBER, SEP) == Decimal("12.00")
     assert value(program, Metric.REVENUE_NON_MEMBER, OCT) == 0
 
 
 def test_quarter_figures(computed):
-    recompute(computed.program, "quarter", full=True)
+    recompute(program=computed.program, period_kind="quarter", full=True)
     q3 = date(2026, 7, 1)
     p = computed.program
     # July to September: members bought p1, p2, p4, p5, p6, p10 (340.00), m1, m2 and m3.
@@ -471,7 +471,7 @@ def test_target_on_or_off(computed):
 
 def test_a_program_without_activity_has_no_snapshots(db):
     program = ProgramFactory(slug="empty")
-    summary = recompute(program, "month")
+    summary = recompute(program=program, period_kind="month")
     assert summary["total"] == 0
     assert not KpiValue.objects.filter(program=program).exists()
 
@@ -479,7 +479,7 @@ def test_a_program_without_activity_has_no_snapshots(db):
 def test_the_time_zone_boundaries_use_the_program_zone_not_the_server_zone(settings, db):
     settings.TIME_ZONE = "Asia/Tokyo"
     shop = build_shop()
-    recompute(shop.program, "month", full=True)
+    recompute(program=shop.program, period_kind="month", full=True)
     assert value(shop.program, Metric.REVENUE_MEMBER, OCT) == Decimal("95.00")
 
 
@@ -487,7 +487,7 @@ def test_points_owed_after_a_return_lower_the_outstanding_points(shop):
     # m2 spends the 50 points of p2 on a gift, then returns p2 in full: they owe 50 points.
     redeem(member=shop.m2, reward=shop.reward, channel="staff", now=paris(8, 25))
     shop.give_back("p2", shop.store_a, "r2", paris(8, 26), "50.00")
-    recompute(shop.program, "month", full=True)
+    recompute(program=shop.program, period_kind="month", full=True)
     p = shop.program
     # August: m1 holds 100, m2 owes 50: 100 + 50 - 50 - 50 = 50 outstanding.
     assert value(p, Metric.LIABILITY_POINTS, AUG) == 50

@@ -248,7 +248,7 @@ def test_a_full_recompute_runs_the_grouped_queries(shop):
     """A full recompute of every month runs a bounded number of queries: grouped ones, then
     the writes of each period; adding periods adds writes, not reads."""
     with CaptureQueriesContext(connection) as queries:
-        summary = services.recompute(shop.program, "month", full=True)
+        summary = services.recompute(program=shop.program, period_kind="month", full=True)
     assert summary["total"] > 3
     # (On PostgreSQL, the first run also creates and analyses the planner statistics.)
     reads = [
@@ -297,7 +297,7 @@ def test_a_full_recompute_gives_the_planner_statistics_on_the_period_expressions
     assert distinct.count() > 8
     assert _group_estimate(month, "members_pointsentry") >= distinct.count()
 
-    services.recompute(program, "month", full=True)
+    services.recompute(program=program, period_kind="month", full=True)
 
     with connection.cursor() as cursor:
         cursor.execute(

@@ -81,7 +81,7 @@ def snapshot(program):
 
 def full(program):
     for kind in KINDS:
-        recompute(program, kind, full=True)
+        recompute(program=program, period_kind=kind, full=True)
 
 
 @pytest.fixture
@@ -148,7 +148,7 @@ def test_incremental_recompute_equals_full_recompute(shop, no_margin):
     shop.give_back("p6", shop.store_w, "r6", paris(10, 21), "15.00")
     redeem(member=shop.m2, reward=shop.reward, channel="staff")
     enrol_on(shop.program, "m5@example.com", timezone.now())
-    summaries = {kind: recompute(shop.program, kind) for kind in KINDS}
+    summaries = {kind: recompute(program=shop.program, period_kind=kind) for kind in KINDS}
     assert {s["mode"] for s in summaries.values()} == {"incremental"}
     # September (the return's purchase) to this month; August is left alone.
     assert (summaries["month"]["first"], summaries["month"]["total"]) == (
@@ -183,7 +183,7 @@ def test_incremental_run_of_every_kind_at_once_equals_full_recompute(shop, no_ma
     # 1 November, the week's later still, with October's ledger rows in between.
     shop.buy("late", shop.m1, shop.store_w, paris(11, 20), "33.00")
     redeem(member=shop.m2, reward=shop.reward, channel="staff")
-    summary = services.recompute_kinds(shop.program, KINDS)
+    summary = services.recompute_kinds(program=shop.program, period_kinds=KINDS)
     assert {k["mode"] for k in summary["kinds"].values()} == {"incremental"}
     # Periods of every kind that start at different instants, so the sums before them differ.
     assert len({k["first"] for k in summary["kinds"].values()}) > 1
@@ -216,7 +216,7 @@ def test_incremental_run_reads_the_periods_it_compares_with(shop, no_margin):
         value=Decimal("999.00")
     )
     shop.buy("today", shop.m1, shop.store_w, timezone.now(), "10.00")
-    summary = services.recompute_kinds(shop.program, KINDS)["kinds"]["month"]
+    summary = services.recompute_kinds(program=shop.program, period_kinds=KINDS)["kinds"]["month"]
     assert (summary["mode"], summary["first"]) == ("incremental", current.start.isoformat())
     assert figure(previous, Metric.REVENUE_MEMBER).value == Decimal("999.00")
     assert figure(current, Metric.MEMBER_REVENUE_POP).denominator == stored
@@ -224,7 +224,7 @@ def test_incremental_run_reads_the_periods_it_compares_with(shop, no_margin):
     # A purchase back-dated into P-1: P-1 is recomputed, and this month compares with it.
     when = datetime.combine(previous.start + timedelta(days=9), time(12), tzinfo=PARIS)
     shop.buy("late", shop.m2, shop.store_w, when, "33.00")
-    summary = services.recompute_kinds(shop.program, KINDS)["kinds"]["month"]
+    summary = services.recompute_kinds(program=shop.program, period_kinds=KINDS)["kinds"]["month"]
     assert summary["first"] == previous.start.isoformat()
     fresh = figure(previous, Metric.REVENUE_MEMBER).value
     assert fresh == stored + Decimal("33.00")
@@ -237,18 +237,18 @@ def test_incremental_run_reads_the_periods_it_compares_with(shop, no_margin):
 def test_incremental_recomputes_only_the_periods_that_changed(shop, no_margin):
     full(shop.program)
     # Nothing recorded since: nothing to do.
-    summary = recompute(shop.program, "month")
+    summary = recompute(program=shop.program, period_kind="month")
     assert (summary["mode"], summary["total"]) == ("incremental", 0)
     # An anonymous purchase back-dated into October: October, and November that reads it
     # (retention, change on the previous period); not August or September.
     shop.buy("late", None, shop.store_a, paris(10, 30), "20.00")
-    summary = recompute(shop.program, "month")
+    summary = recompute(program=shop.program, period_kind="month")
     assert summary["first"] == "2026-10-01"
     assert summary["total"] == summary["done"] == len({date(2026, 10, 1), month_start()})
 
 
 def test_progress_and_state_are_recorded(shop):
-    summary = recompute(shop.program, "month", full=True)
+    summary = recompute(program=shop.program, period_kind="month", full=True)
     run = JobRun.objects.filter(name=JOB_NAME).latest("started_at")
     assert run.status == JobRun.Status.SUCCEEDED
     assert run.summary["done"] == run.summary["total"] == summary["total"]
@@ -259,7 +259,7 @@ def test_progress_and_state_are_recorded(shop):
 
 
 def test_a_new_cost_calls_for_a_full_recompute(shop):
-    recompute(shop.program, "month", full=True)
+    recompute(program=shop.program, period_kind="month", full=True)
     ProgramCostFactory(
         program=shop.program,
         kind=ProgramCost.Kind.RECURRING,
@@ -267,7 +267,7 @@ def test_a_new_cost_calls_for_a_full_recompute(shop):
         cost_amount=Decimal("100.00"),
         starts_on=date(2026, 8, 1),
     )
-    summary = recompute(shop.program, "month")
+    summary = recompute(program=shop.program, period_kind="month")
     assert summary["mode"] == "full"
     cost = KpiValue.objects.get(
         program=shop.program,
@@ -280,7 +280,7 @@ def test_a_new_cost_calls_for_a_full_recompute(shop):
 
 
 def test_chosen_periods_only(shop):
-    summary = recompute(shop.program, "month", [date(2026, 9, 15)])
+    summary = recompute(program=shop.program, period_kind="month", periods=[date(2026, 9, 15)])
     assert (summary["mode"], summary["total"], summary["first"]) == ("periods", 1, "2026-09-01")
     assert set(
         KpiValue.objects.filter(program=shop.program).values_list("period_start", flat=True)
@@ -293,12 +293,12 @@ def test_queries_per_period_do_not_grow_with_members(shop):
     # The planner statistics are created once, by the first recompute that needs them.
     ensure_period_statistics(["month"])
     with CaptureQueriesContext(connection) as small:
-        recompute(shop.program, "month", [date(2026, 9, 1)])
+        recompute(program=shop.program, period_kind="month", periods=[date(2026, 9, 1)])
     for n in range(30):
         member = enrol_on(shop.program, f"extra{n}@example.com", paris(9, 1))
         shop.buy(f"extra{n}", member, shop.store_a, paris(9, 2), "10.00")
     with CaptureQueriesContext(connection) as large:
-        recompute(shop.program, "month", [date(2026, 9, 1)])
+        recompute(program=shop.program, period_kind="month", periods=[date(2026, 9, 1)])
     assert len(large) == len(small)
     assert len(small) < 60
 
@@ -307,7 +307,7 @@ def test_queries_per_period_do_not_grow_with_members(shop):
 def test_the_reads_of_a_period_run_with_the_configured_work_mem(shop, settings):
     settings.KPI_WORK_MEM = "5MB"
     with CaptureQueriesContext(connection) as captured:
-        recompute(shop.program, "month", [date(2026, 9, 1)])
+        recompute(program=shop.program, period_kind="month", periods=[date(2026, 9, 1)])
     set_configs = [q["sql"] for q in captured if "set_config" in q["sql"]]
     # Set with set_config(..., true): local to the reads' transaction.
     assert any(

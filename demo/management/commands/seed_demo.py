@@ -99,7 +99,7 @@ class Command(BaseCommand):
             )
             if not no_nightly and members <= KPI_SEED_LIMIT:
                 # Last night's KPI snapshots too, so the dashboards have figures at once.
-                summary = recompute_kinds(program, full=True)
+                summary = recompute_kinds(program=program, full=True)
                 self.stdout.write(f"KPI snapshots computed ({summary['done']} periods)")
             elif not no_nightly:
                 self.stdout.write(
