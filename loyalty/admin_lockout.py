@@ -31,11 +31,11 @@ from axes.helpers import get_failure_limit as axes_failure_limit
 from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib import admin
-from django.core.cache import cache
 from django.db.models import Sum
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 
+from . import counters
 from .net import client_address
 
 # How long a sign-in may stay counted as in flight after the last one began: far longer than a
@@ -97,7 +97,7 @@ class AdminLoginHandler(AxesDatabaseHandler):
             credentials,
         )
         keys = [_slot_key(filter_kwargs) for filter_kwargs in parameters]
-        in_flight = [_take(key) for key in keys]
+        in_flight = [counters.incr(key, IN_FLIGHT_SECONDS, extend=True) for key in keys]
         request._admin_login_slots = [*getattr(request, "_admin_login_slots", []), *keys]
         limit = axes_failure_limit(request, credentials)
         attempts_lists = self.get_user_attempts(request, credentials)
@@ -137,7 +137,7 @@ def release_login_slots(get_response):
             return get_response(request)
         finally:
             for key in getattr(request, "_admin_login_slots", ()):
-                _give_back(key)
+                counters.decr(key)
 
     return middleware
 
@@ -157,25 +157,3 @@ def lockout_response(request, original_response=None, credentials=None):
 def _slot_key(filter_kwargs: dict) -> str:
     ident = "|".join(f"{name}={value}" for name, value in sorted(filter_kwargs.items()))
     return f"admin-login-in-flight:{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
-
-
-def _take(key: str) -> int:
-    """Count one sign-in in flight; the new count (cache.incr: Redis INCR)."""
-    cache.add(key, 0, timeout=IN_FLIGHT_SECONDS)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        count = 1 if cache.add(key, 1, timeout=IN_FLIGHT_SECONDS) else cache.incr(key)
-    # Also gives an expiry to a key that Redis' INCR created after it had just expired.
-    cache.touch(key, IN_FLIGHT_SECONDS)
-    return count
-
-
-def _give_back(key: str) -> None:
-    try:
-        count = cache.decr(key)
-    except ValueError:  # expired: nothing left to uncount
-        return
-    if count < 0:
-        # The key expired between Redis' EXISTS and DECR, which made a new one without expiry.
-        cache.delete(key)

@@ -13,6 +13,7 @@ import hashlib
 from django.conf import settings
 from django.core.cache import cache
 
+from loyalty import counters
 from loyalty.net import client_address
 
 DEFAULTS = {
@@ -34,19 +35,8 @@ def _key(name: str, ident: str) -> str:
 
 
 def _hit(name: str, ident: str) -> int:
-    """Count one attempt; returns the new count."""
-    key = _key(name, ident)
-    window = _limit(name)[1]
-    cache.add(key, 0, timeout=window)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        count = 1 if cache.add(key, 1, timeout=window) else cache.incr(key)
-    if count == 1:
-        # The window starts with its first attempt; this also gives an expiry to a key that
-        # Redis' INCR created after it had just expired.
-        cache.touch(key, window)
-    return count
+    """Count one attempt; returns the new count. The window starts with its first attempt."""
+    return counters.incr(_key(name, ident), _limit(name)[1])
 
 
 def attempt(*counters: tuple[str, str]) -> bool:
@@ -59,14 +49,7 @@ def attempt(*counters: tuple[str, str]) -> bool:
 
 def give_back(name: str, ident: str) -> None:
     """Uncount an attempt that turned out not to be a failure (the right password)."""
-    key = _key(name, ident)
-    try:
-        count = cache.decr(key)
-    except ValueError:  # the window has ended: nothing to uncount
-        return
-    if count < 0:
-        # The window ended between Redis' EXISTS and DECR, which made a new key without expiry.
-        cache.delete(key)
+    counters.decr(_key(name, ident))
 
 
 def exceeded(name: str, ident: str) -> bool:
