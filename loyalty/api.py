@@ -157,8 +157,17 @@ class BodyTooLarge(exceptions.APIException):
 MAX_JSON_DEPTH = 16
 
 
+NUL_REFUSED = _("Text cannot contain the NUL character (\\u0000).")
+
+
 def _refuse_constant(name):
     raise ValueError(f"{name} is not JSON")
+
+
+def _too_deep() -> exceptions.ParseError:
+    return exceptions.ParseError(
+        _("The body nests more than %(depth)d levels deep.") % {"depth": MAX_JSON_DEPTH}
+    )
 
 
 def check_json_value(data) -> None:
@@ -169,12 +178,10 @@ def check_json_value(data) -> None:
         value, depth = stack.pop()
         if isinstance(value, str):
             if "\x00" in value:
-                raise exceptions.ParseError(_("Text cannot contain the NUL character (\\u0000)."))
+                raise exceptions.ParseError(NUL_REFUSED)
         elif isinstance(value, dict | list):
             if depth > MAX_JSON_DEPTH:
-                raise exceptions.ParseError(
-                    _("The body nests more than %(depth)d levels deep.") % {"depth": MAX_JSON_DEPTH}
-                )
+                raise _too_deep()
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in items:
                 stack.append((key, depth))
@@ -199,9 +206,7 @@ class BoundedJSONParser(JSONParser):
         except (ValueError, UnicodeDecodeError) as exc:
             raise exceptions.ParseError(_("Malformed JSON: %(error)s") % {"error": exc}) from None
         except RecursionError:
-            raise exceptions.ParseError(
-                _("The body nests more than %(depth)d levels deep.") % {"depth": MAX_JSON_DEPTH}
-            ) from None
+            raise _too_deep() from None
         if not isinstance(data, dict):
             raise exceptions.ParseError(_("The body must be a JSON object."))
         check_json_value(data)
@@ -322,12 +327,9 @@ class PosAPIView(APIView):
         for name, values in request.query_params.lists():
             if len(values) > 1:
                 raise exceptions.ValidationError({name: [_("Give this parameter once.")]})
-        for name, value in [*kwargs.items(), *request.query_params.lists()]:
-            values = value if isinstance(value, list) else [value]
-            if any("\x00" in v for v in values if isinstance(v, str)):
-                raise exceptions.ValidationError(
-                    {name: [_("Text cannot contain the NUL character (\\u0000).")]}
-                )
+        for name, value in [*kwargs.items(), *request.query_params.items()]:
+            if isinstance(value, str) and "\x00" in value:
+                raise exceptions.ValidationError({name: [NUL_REFUSED]})
         super().initial(request, *args, **kwargs)
 
     @property
