@@ -61,13 +61,14 @@ def database_unavailable(request) -> HttpResponse:
 
 
 class ErrorAnswerMiddleware:
-    """The outermost layer of error answers.
+    """The outermost layer of error answers (inside the security-header middleware, so that
+    they carry those headers too).
 
     - An exception of the database connection (refused, dropped by a restart, a fail-over) is
       a 503 with Retry-After, on every path.
     - Under /api/, every answer of 400 or more that is not already a problem (Django's 404 for
       an unknown path, a body over DATA_UPLOAD_MAX_MEMORY_SIZE, a server error) becomes one,
-      with its status and headers kept.
+      with its status and the headers a client acts on (Allow, Retry-After, WWW-Authenticate).
     """
 
     def __init__(self, get_response):
