@@ -36,6 +36,11 @@ from .fields import (
 PHONE_PATTERN = r"^\+?[0-9][0-9 .-]{4,17}[0-9.-]$"
 
 
+def normalize_phone(value: str) -> str:
+    """A phone as members' rows store it: its digits and a leading +, without separators."""
+    return "".join(ch for ch in value if ch.isdigit() or ch == "+")
+
+
 class EnrolRequest(ClosedSerializer):
     email = StrictEmailField(required=False, allow_blank=True, max_length=254)
     phone = StrictRegexField(
@@ -52,7 +57,7 @@ class EnrolRequest(ClosedSerializer):
     referral_code = StrictCharField(required=False, allow_blank=True, max_length=10)
 
     def validate_phone(self, value):
-        return "".join(ch for ch in value if ch.isdigit() or ch == "+")
+        return normalize_phone(value)
 
     def validate_birth_date(self, value):
         if value and value > timezone.localdate():
@@ -234,7 +239,7 @@ class MemberLookupView(PosAPIView):
             valid = "@" in value
         else:
             valid = re.fullmatch(PHONE_PATTERN, value) is not None
-            value = "".join(ch for ch in value if ch.isdigit() or ch == "+")
+            value = normalize_phone(value)
         if not valid:
             # A value that cannot be a card, an email or a phone finds no member: refused
             # before any lookup, so that nothing empty is compared with members' blank fields.
