@@ -149,14 +149,13 @@ def record_job_run(name: str, *, dry_run: bool = False, user=None):
     keeper = _LeaseKeeper(run.pk) if _thread_can_renew() else None
     if keeper:
         keeper.start()
+    status, error = JobRun.Status.SUCCEEDED, ""
     try:
         yield run
     except BaseException:
-        error = traceback.format_exc(limit=20)
+        status, error = JobRun.Status.FAILED, traceback.format_exc(limit=20)
+        raise
+    finally:
         if keeper:
             keeper.stop()
-        _finish(run, JobRun.Status.FAILED, error)
-        raise
-    if keeper:
-        keeper.stop()
-    _finish(run, JobRun.Status.SUCCEEDED)
+        _finish(run, status, error)
