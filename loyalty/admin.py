@@ -30,6 +30,7 @@ from .models import (
     Tier,
     _touch_program,
 )
+from .models.jobs import lease_expired
 
 admin.site.site_header = _("Loyalty platform administration")
 admin.site.site_title = _("Loyalty platform")
@@ -228,14 +229,11 @@ class JobRunStatusFilter(admin.SimpleListFilter):
         value = self.value()
         if value is None:
             return queryset
-        now = timezone.now()
+        expired = lease_expired()
         if value == JobRun.Status.ABANDONED:
-            expired = Q(status=JobRun.Status.RUNNING, lease_expires_at__lt=now)
             return queryset.filter(Q(status=value) | expired)
         if value == JobRun.Status.RUNNING:
-            return queryset.filter(status=value).filter(
-                Q(lease_expires_at__isnull=True) | Q(lease_expires_at__gte=now)
-            )
+            return queryset.filter(status=value).exclude(expired)
         return queryset.filter(status=value)
 
 

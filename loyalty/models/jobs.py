@@ -9,10 +9,14 @@ from django.utils.translation import gettext_lazy as _
 from .program import StoreAPIKey
 
 
+def lease_expired(now=None) -> Q:
+    """Runs still marked running whose worker has not renewed the lease in time."""
+    return Q(status=JobRun.Status.RUNNING, lease_expires_at__lt=now or timezone.now())
+
+
 class JobRunQuerySet(models.QuerySet):
     def expired(self, now=None):
-        """Runs still marked running whose worker has not renewed the lease in time."""
-        return self.filter(status=JobRun.Status.RUNNING, lease_expires_at__lt=now or timezone.now())
+        return self.filter(lease_expired(now))
 
 
 class JobRun(models.Model):
